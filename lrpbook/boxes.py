@@ -9,7 +9,7 @@ Conventions (thesis Ch 2):
 
 Coordinates are continuous (no ``+1`` on widths), as in pycocotools and torchvision.
 
-The intersection over union of two boxes :math:`B` and :math:`\\hat{B}` (thesis Eq. (2.1)) is
+The intersection over union of two boxes :math:`B` and :math:`\\hat{B}` (thesis Eq. (2.2)) is
 
 .. math::
 
@@ -124,7 +124,7 @@ def box_area(boxes: Tensor) -> Tensor:
 
 
 def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
-    """Pairwise IoU of two sets of ``xyxy`` boxes (thesis Eq. (2.1)).
+    """Pairwise IoU of two sets of ``xyxy`` boxes (thesis Eq. (2.2)).
 
     Args:
         boxes1 (Tensor[N, 4], float): ``xyxy`` boxes.
