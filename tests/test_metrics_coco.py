@@ -1,0 +1,162 @@
+"""lrpbook.metrics.evaluate against the official LRP-Error code and pycocotools.
+
+Every COCO-kind case of ``refcases/lrp`` and all 14 ``refcases/peer`` cases are checked: the
+summary ``stats`` (keys and order), the K x A x M arrays, the per-class rows and the per-range
+component means. ``null`` (NaN) and ``-1`` must match exactly; floats within 1e-12 relative.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from lrpbook.metrics import EvalResult, evaluate
+from lrpbook.metrics.coco import STATS_KEYS
+
+LRP_CASES = ["bbox_tiny", "bbox_small", "bbox_medium", "bbox_ties", "segm_small", "keypoints_small"]
+PEER_CASES = [
+    "fce_crowd_2299", "fce_detectron2_bbox", "fce_detectron2_segm", "fce_extended_fp",
+    "fce_shapes_segm", "fce_single_box", "fce_single_mask", "tm_empty_gt", "tm_empty_preds",
+    "tm_inputs", "tm_inputs3", "tm_inputs_v2022", "tm_missing_gt", "tm_missing_pred",
+]  # fmt: skip
+RTOL = 1e-12
+
+
+def same(mine: float, ref: float | None) -> bool:
+    """Exact for null (NaN) and -1, relative 1e-12 otherwise."""
+    if ref is None:
+        return isinstance(mine, float) and math.isnan(mine)
+    if ref == -1:
+        return mine == -1
+    return not math.isnan(mine) and abs(mine - ref) <= RTOL * max(1.0, abs(ref))
+
+
+def case_files(refcases, group: str, name: str):
+    folder = refcases / group / "cases" / name
+    gt = next(folder.glob("gt.json*"))
+    dt = next(folder.glob("dt.json*"))
+    exp = json.loads((refcases / group / "expected" / f"{name}.json").read_text())
+    return gt, dt, exp
+
+
+def run(gt, dt, kind) -> EvalResult:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # unknown category 999 in two cases
+        return evaluate(gt, dt, kind)
+
+
+def check_against_official(res: EvalResult, exp: dict) -> None:
+    off = exp["official"]
+    assert list(res.stats) == off["stats_keys"] == list(STATS_KEYS[exp["kind"]])
+    for key, ref in zip(off["stats_keys"], off["stats"]):
+        assert same(res.stats[key], ref), (key, res.stats[key], ref)
+    rows = off["per_class_area_all_maxdet_last"]
+    assert [r["category_id"] for r in res.per_class] == [r["category_id"] for r in rows]
+    for mine, ref in zip(res.per_class, rows):
+        for mk, rk in [("oLRP", "oLRP"), ("oLRP_Loc", "oLRP_Loc"), ("oLRP_FP", "oLRP_FP"),
+                       ("oLRP_FN", "oLRP_FN"), ("threshold", "lrp_opt_thr")]:  # fmt: skip
+            assert same(mine[mk], ref[rk]), (ref["category_id"], rk, mine[mk], ref[rk])
+        if "recall_iou50" in ref:
+            assert same(mine["recall_iou50"], ref["recall_iou50"])
+
+
+@pytest.mark.parametrize("name", LRP_CASES)
+def test_lrp_refcase_matches_official_code(refcases, name):
+    gt, dt, exp = case_files(refcases, "lrp", name)
+    res = run(gt, dt, exp["kind"])
+    check_against_official(res, exp)
+    off = exp["official"]
+    assert res.params["cat_ids"] == off["params"]["catIds"]
+    assert res.params["area_labels"] == off["params"]["areaRngLbl"]
+    assert res.params["max_dets"] == off["params"]["maxDets"]
+    for name_arr, ref in off["eval_arrays_KxAxM"].items():
+        ref = np.array(ref, dtype=float)  # None -> nan
+        mine = getattr(res, name_arr)
+        assert mine.shape == ref.shape
+        assert np.array_equal(np.isnan(mine), np.isnan(ref)), name_arr
+        assert np.array_equal(mine == -1, ref == -1), name_arr
+        ok = ~np.isnan(ref)
+        np.testing.assert_allclose(mine[ok], ref[ok], rtol=RTOL, atol=RTOL)
+    for key, ref in exp["derived_size_details"]["values"].items():
+        assert same(res.size_details[key], ref), key
+    # AP/AR part equals standard pycocotools
+    std = exp["pycocotools"]
+    for key, ref in zip(std["stats_keys"], std["stats"]):
+        k = {"AR@1": "AR1", "AR@10": "AR10", "AR@100": "AR100"}.get(key, key)
+        if k in res.stats:
+            assert same(res.stats[k], ref), (key, res.stats[k], ref)
+
+
+@pytest.mark.parametrize("name", PEER_CASES)
+def test_peer_case_matches_official_and_pycocotools(refcases, name):
+    gt, dt, exp = case_files(refcases, "peer", name)
+    res = run(gt, dt, exp["kind"])
+    check_against_official(res, exp)
+    np.testing.assert_allclose(
+        [res.stats[k] for k in list(res.stats)[:12]], exp["pycocotools"]["stats"], rtol=RTOL, atol=0
+    )
+
+
+def test_bbox_tiny_hand_check(refcases):
+    """Section 6 of the refcase README, computed on paper: class alpha's optimum is inside a tie."""
+    gt, dt, _ = case_files(refcases, "lrp", "bbox_tiny")
+    res = evaluate(gt, dt)
+    alpha = res.per_class[0]
+    assert alpha["category_id"] == 1
+    assert alpha["oLRP"] == pytest.approx((1.195238095238095 / 0.5 + 3 + 0) / 8, rel=1e-12)
+    assert alpha["oLRP_FP"] == 3 / 8 and alpha["oLRP_FN"] == 0.0 and alpha["threshold"] == 0.3
+    beta = res.per_class[1]
+    assert beta["oLRP"] == 1.0 and math.isnan(beta["oLRP_Loc"]) and math.isnan(beta["threshold"])
+    assert [r["oLRP"] for r in res.per_class if r["category_id"] in (5, 9)] == [-1.0, -1.0]
+    olrps = [r["oLRP"] for r in res.per_class if r["oLRP"] != -1]
+    assert res.stats["oLRP"] == pytest.approx(np.mean(olrps), rel=1e-15)
+
+
+def test_accepts_dicts_lists_and_gzip_equally(refcases):
+    gt, dt, _ = case_files(refcases, "lrp", "bbox_medium")
+    with gzip.open(gt, "rt") as fh:
+        gt_doc = json.load(fh)
+    with gzip.open(dt, "rt") as fh:
+        dt_doc = json.load(fh)
+    a = run(gt, dt, "bbox")
+    b = run(gt_doc, dt_doc, "bbox")
+    assert a.stats == b.stats
+    assert gt_doc == json.loads(gzip.open(gt, "rt").read()), "input dict must not be mutated"
+
+
+def test_thresholds_and_to_dict(refcases):
+    gt, dt, _ = case_files(refcases, "lrp", "bbox_tiny")
+    res = evaluate(gt, dt)
+    thr = res.thresholds
+    assert thr[1] == 0.3 and math.isnan(thr[2]) and thr[5] == -1
+    out = json.loads(json.dumps(res.to_dict()))
+    assert list(out["stats"]) == list(STATS_KEYS["bbox"])
+    assert out["per_class"][1]["threshold"] is None and out["per_class"][1]["oLRP_Loc"] is None
+    assert set(out["per_class"][0]) == {
+        "category_id", "name", "oLRP", "oLRP_Loc", "oLRP_FP", "oLRP_FN", "threshold"
+    }  # fmt: skip
+    text = res.summary(per_class=True)
+    assert "Optimal LRP Loc" in text and "Average Precision" in text
+
+
+def test_property_perfect_detector_has_zero_lrp():
+    """Claim: detections equal to the GT boxes give oLRP 0 and AP 1 (every component 0)."""
+    rng = np.random.default_rng(0)
+    images = [{"id": i, "height": 100, "width": 100} for i in range(5)]
+    anns, dets = [], []
+    for i in range(5):
+        for _ in range(3):
+            x, y = rng.uniform(0, 50, 2)
+            box = [float(x), float(y), 40.0, 40.0]
+            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": 1, "bbox": box,
+                         "area": 1600.0, "iscrowd": 0})  # fmt: skip
+            dets.append({"image_id": i, "category_id": 1, "bbox": box, "score": 0.9})
+    gt = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "a"}]}
+    res = evaluate(gt, dets)
+    assert res.stats["oLRP"] == 0.0 and res.stats["oLRP_Loc"] == 0.0
+    assert res.stats["AP"] == pytest.approx(1.0)
