@@ -1,11 +1,45 @@
 """Performance measures of Chapter 5: LRP Error, oLRP, COCO AP in one evaluator, and a CLI.
 
 * :func:`evaluate` -- COCO AP/AR plus oLRP and its components for bbox, segm and keypoints,
-  reproducing the official LRP-Error code (:class:`EvalResult`).
+  reproducing the official LRP-Error code (:class:`EvalResult`);
+* :mod:`~lrpbook.metrics.lrp` -- LRP on hard predictions, oLRP, moLRP, weighted LRP, PQ;
+* :mod:`~lrpbook.metrics.thresholds` -- LRP-optimal thresholds for deployment;
+* :class:`LRPMetric` -- the same evaluator as a streaming metric for training loops;
+* ``lrpbook-eval`` -- the command line (:mod:`lrpbook.metrics.cli`).
 
 Taught in: chapter "LRP Error".
 """
 
 from lrpbook.metrics.coco import STATS_KEYS, EvalResult, evaluate
+from lrpbook.metrics.lrp import (
+    LRPComponents,
+    OptimalLRP,
+    greedy_match,
+    lrp_curve,
+    lrp_error,
+    molrp,
+    optimal_lrp,
+    pq_components,
+    weighted_lrp,
+)
+from lrpbook.metrics.streaming import LRPMetric
+from lrpbook.metrics.thresholds import apply_thresholds, load_thresholds, save_thresholds
 
-__all__ = ["STATS_KEYS", "EvalResult", "evaluate"]
+__all__ = [
+    "STATS_KEYS",
+    "EvalResult",
+    "evaluate",
+    "LRPComponents",
+    "OptimalLRP",
+    "lrp_error",
+    "weighted_lrp",
+    "pq_components",
+    "greedy_match",
+    "lrp_curve",
+    "optimal_lrp",
+    "molrp",
+    "LRPMetric",
+    "apply_thresholds",
+    "save_thresholds",
+    "load_thresholds",
+]

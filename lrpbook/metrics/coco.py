@@ -473,7 +473,7 @@ def evaluate(
 
     For every class, area range and maxDets, detections are matched to GTs greedily in score
     order exactly as pycocotools does, and the LRP Error is evaluated at every position of the
-    score-sorted list; oLRP is its first minimum (thesis Eq. (5.14)):
+    score-sorted list; oLRP is its first minimum (thesis Eqs. (5.2) and (5.7)):
 
     .. math::
 
@@ -481,7 +481,7 @@ def evaluate(
         \Big(\sum_{\text{TP}} \frac{1 - \mathrm{IoU}}{1 - \tau} + \mathrm{FP}_i + \mathrm{FN}_i\Big),
         \qquad \mathrm{oLRP} = \min_i \mathrm{LRP}_i, \quad \tau = 0.5.
 
-    Implements thesis Eqs. (5.6), (5.13)-(5.15) with the semantics of the official LRP-Error code.
+    Implements thesis Eqs. (5.2), (5.4)-(5.7) with the semantics of the official LRP-Error code.
 
     Args:
         gt (str | PathLike | dict): COCO ground truth (``images``, ``annotations``,
@@ -548,7 +548,7 @@ def _evaluate_parsed(g: dict, d: dict, iou_type: str, *, progress: bool, what: s
     else:
         rank = np.zeros(0, dtype=np.int64)
 
-    groups = np.union1d(np.unique(gkey), np.unique(dkey))
+    groups = np.union1d(_unique_sorted(gkey), _unique_sorted(dkey))
     g0 = np.searchsorted(gkey, groups, side="left")
     g1 = np.searchsorted(gkey, groups, side="right")
     d0 = np.searchsorted(dkey, groups, side="left")
@@ -599,6 +599,12 @@ def _evaluate_parsed(g: dict, d: dict, iou_type: str, *, progress: bool, what: s
                               match_iou, npig, max_dets, _REC_THRS, float(_IOU_THRS[0]),
                               precision, recall, score_at, olrp)  # fmt: skip
     return _summarize(iou_type, g, labels, area_rng, max_dets, precision, recall, score_at, olrp)
+
+
+def _unique_sorted(a: np.ndarray) -> np.ndarray:
+    if len(a) == 0:
+        return a
+    return a[np.r_[True, a[1:] != a[:-1]]]
 
 
 def _summarize(iou_type, g, labels, area_rng, max_dets, precision, recall, score_at, olrp):
