@@ -160,3 +160,23 @@ def test_property_perfect_detector_has_zero_lrp():
     res = evaluate(gt, dets)
     assert res.stats["oLRP"] == 0.0 and res.stats["oLRP_Loc"] == 0.0
     assert res.stats["AP"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("name", ["bbox_tiny", "bbox_ties", "bbox_medium", "keypoints_small"])
+def test_lrp_curve_first_minimum_is_the_official_olrp(refcases, name):
+    gt, dt, exp = case_files(refcases, "lrp", name)
+    res = run(gt, dt, exp["kind"])
+    for row in res.per_class:
+        if row["oLRP"] == -1:
+            with pytest.raises(ValueError, match="no ground truth"):
+                res.lrp_curve(row["category_id"])
+            continue
+        c = res.lrp_curve(row["category_id"])
+        if len(c["lrp"]) == 0 or c["tp"][-1] == 0:
+            assert row["oLRP"] == 1.0 and math.isnan(row["threshold"])
+            continue
+        i = int(np.argmin(c["lrp"]))
+        assert c["lrp"][i] == row["oLRP"] and c["score"][i] == row["threshold"]
+        assert c["fp"][i] == row["oLRP_FP"] and c["fn"][i] == row["oLRP_FN"]
+    with pytest.raises(ValueError, match="category_id"):
+        res.lrp_curve(12345)

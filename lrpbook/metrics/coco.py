@@ -88,6 +88,61 @@ class EvalResult:
     olrp_fn: np.ndarray
     lrp_opt_thr: np.ndarray
     params: dict[str, Any] = field(default_factory=dict)
+    _curve_data: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+
+    def lrp_curve(self, category_id: int, *, area: str = "all") -> dict[str, np.ndarray]:
+        """The LRP Error (and components) at every position of one class' score-sorted list.
+
+        The s-LRP curve of thesis Fig. 5.3(c) at IoU threshold 0.5 and the largest maxDets:
+        position ``i`` keeps the ``i + 1`` highest-scoring detections (pooled over images, ties in
+        image-id then input order). Its first minimum is the class' oLRP; its last value is the
+        LRP Error of all detections taken as hard predictions.
+
+        Args:
+            category_id (int): a category of the ground truth.
+            area (str): area range label (``"all"``, ``"small"``, ...). Default ``"all"``.
+
+        Returns:
+            dict[str, ndarray[D]]: ``score``, ``lrp``, ``loc``, ``fp``, ``fn``, ``tp``, ``n_fp``
+            (running counts) and ``ignored`` (detections that count neither as TP nor as FP).
+
+        Raises:
+            ValueError: unknown category or area, or a class without ground truth in that range.
+        """
+        if self._curve_data is None:
+            raise ValueError("this result carries no per-detection data")
+        cd = self._curve_data
+        ids = self.params["cat_ids"]
+        if category_id not in ids:
+            raise ValueError(f"category_id {category_id} is not among the categories {ids}")
+        if area not in self.params["area_labels"]:
+            raise ValueError(f"area must be one of {self.params['area_labels']}; got {area!r}")
+        k, a = ids.index(category_id), self.params["area_labels"].index(area)
+        npig = int(cd["npig"][k, a])
+        if npig == 0:
+            raise ValueError(
+                f"category_id {category_id} has no ground truth in area range {area!r}"
+            )
+        sel = cd["order"][cd["cls_start"][k] : cd["cls_start"][k + 1]]
+        ign = cd["ignored"][a, sel]
+        tp_flag = cd["matched"][a, sel] & ~ign
+        fp_flag = ~cd["matched"][a, sel] & ~ign
+        tp = np.cumsum(tp_flag)
+        n_fp = np.cumsum(fp_flag)
+        loc = tp - np.cumsum(np.where(tp_flag, cd["match_iou"][a, sel], 0.0))
+        fn = npig - tp
+        tau = self.params["iou_thrs"][0]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return {
+                "score": cd["scores"][sel],
+                "lrp": (loc / (1 - tau) + n_fp + fn) / (tp + n_fp + fn),
+                "loc": loc / tp,
+                "fp": n_fp / (tp + n_fp),
+                "fn": fn / npig,
+                "tp": tp,
+                "n_fp": n_fp,
+                "ignored": ign,
+            }
 
     @property
     def thresholds(self) -> dict[int, float]:
@@ -598,7 +653,13 @@ def _evaluate_parsed(g: dict, d: dict, iou_type: str, *, progress: bool, what: s
     _match.accumulate_classes(order, cls_start, rank.astype(np.int64), scores, matched, ignored,
                               match_iou, npig, max_dets, _REC_THRS, float(_IOU_THRS[0]),
                               precision, recall, score_at, olrp)  # fmt: skip
-    return _summarize(iou_type, g, labels, area_rng, max_dets, precision, recall, score_at, olrp)
+    res = _summarize(iou_type, g, labels, area_rng, max_dets, precision, recall, score_at, olrp)
+    res._curve_data = {
+        "order": order, "cls_start": cls_start, "scores": scores, "npig": npig,
+        "matched": np.ascontiguousarray(matched[:, 0, :]), "match_iou": match_iou,
+        "ignored": np.ascontiguousarray(ignored[:, 0, :]),
+    }  # fmt: skip
+    return res
 
 
 def _unique_sorted(a: np.ndarray) -> np.ndarray:
