@@ -22,6 +22,7 @@ from lrpbook.metrics._io import describe_source, load_json, nan_to_none
 
 __all__ = ["EvalResult", "evaluate", "STATS_KEYS"]
 
+#: The keys of ``EvalResult.stats`` per ``iou_type``, in order (the LRP-extended COCO API).
 STATS_KEYS: dict[str, tuple[str, ...]] = {
     "bbox": (
         "AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl",
