@@ -180,3 +180,14 @@ def test_lrp_curve_first_minimum_is_the_official_olrp(refcases, name):
         assert c["fp"][i] == row["oLRP_FP"] and c["fn"][i] == row["oLRP_FN"]
     with pytest.raises(ValueError, match="category_id"):
         res.lrp_curve(12345)
+
+
+def test_progress_bar_goes_to_stderr(refcases, capsys):
+    gt, dt, exp = case_files(refcases, "lrp", "segm_small")
+    quiet = run(gt, dt, "segm")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loud = evaluate(gt, dt, "segm", progress=True)
+    captured = capsys.readouterr()
+    assert captured.out == "" and "evaluate" in captured.err
+    assert loud.stats == quiet.stats

@@ -570,14 +570,44 @@ def evaluate(
     if iou_type not in STATS_KEYS:
         raise ValueError(f"iou_type must be 'bbox', 'segm' or 'keypoints'; got {iou_type!r}")
     gt_what, dt_what = describe_source(gt), describe_source(dt)
+    bar = _stage_bar(progress)
+    bar.set_postfix_str("loading")
     gt_doc = load_json(gt, what="ground truth")
     dt_doc = load_json(dt, what="detections")
+    bar.update(1)
+    bar.set_postfix_str("checking inputs")
     g = _parse_gt(gt_doc, iou_type, f"ground truth {gt_what}")
     d = _parse_dt(dt_doc, iou_type, g, f"detections {dt_what}")
-    return _evaluate_parsed(g, d, iou_type, progress=progress, what=f"{gt_what} / {dt_what}")
+    bar.update(1)
+    try:
+        return _evaluate_parsed(g, d, iou_type, progress=progress, what=f"{gt_what} / {dt_what}",
+                                bar=bar)  # fmt: skip
+    finally:
+        bar.close()
 
 
-def _evaluate_parsed(g: dict, d: dict, iou_type: str, *, progress: bool, what: str) -> EvalResult:
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix_str(self, s: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _stage_bar(enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=5, desc="evaluate", unit="stage", leave=False)
+
+
+def _evaluate_parsed(g: dict, d: dict, iou_type: str, *, progress: bool, what: str,
+                     bar: Any = None) -> EvalResult:  # fmt: skip
+    bar = bar if bar is not None else _NoBar()
     kp = iou_type == "keypoints"
     labels = ["all", "medium", "large"] if kp else ["all", "small", "medium", "large"]
     area_rng = np.array([_AREA[lbl] for lbl in labels], dtype=np.float64)
@@ -614,6 +644,7 @@ def _evaluate_parsed(g: dict, d: dict, iou_type: str, *, progress: bool, what: s
     grp = (d0, d1, g0, g1, groups % max(n_img, 1))
 
     gt_crowd = np.ascontiguousarray(g["crowd"][gi])
+    bar.set_postfix_str("similarities")
     if iou_type == "bbox":
         ious = np.empty(total, dtype=np.float64)
         _match.box_iou_groups(np.ascontiguousarray(d["box"][di]), np.ascontiguousarray(g["box"][gi]),
@@ -623,6 +654,8 @@ def _evaluate_parsed(g: dict, d: dict, iou_type: str, *, progress: bool, what: s
     else:
         ious = _oks_ious(grp, g, d, gi, di, off, total, progress)
 
+    bar.update(1)
+    bar.set_postfix_str("matching")
     n_d = len(di)
     matched = np.zeros((n_a, n_t, n_d), dtype=np.bool_)
     ignored = np.zeros((n_a, n_t, n_d), dtype=np.bool_)
@@ -634,6 +667,8 @@ def _evaluate_parsed(g: dict, d: dict, iou_type: str, *, progress: bool, what: s
                                area_rng, _IOU_THRS, matched, ignored, match_iou)  # fmt: skip
     del ious
 
+    bar.update(1)
+    bar.set_postfix_str("accumulating")
     # non-ignored GTs per class and area range
     npig = np.zeros((n_cat, n_a), dtype=np.int64)
     gcat = g["cat"][gi]
@@ -654,6 +689,7 @@ def _evaluate_parsed(g: dict, d: dict, iou_type: str, *, progress: bool, what: s
     _match.accumulate_classes(order, cls_start, rank.astype(np.int64), scores, matched, ignored,
                               match_iou, npig, max_dets, _REC_THRS, float(_IOU_THRS[0]),
                               precision, recall, score_at, olrp)  # fmt: skip
+    bar.update(1)
     res = _summarize(iou_type, g, labels, area_rng, max_dets, precision, recall, score_at, olrp)
     res._curve_data = {
         "order": order, "cls_start": cls_start, "scores": scores, "npig": npig,
