@@ -82,8 +82,8 @@ def greedy_match_groups(
 ):  # pragma: no cover
     """pycocotools' greedy matching for every group, area range and IoU threshold.
 
-    Writes ``matched[a, t, d]`` (the detection took a GT), ``ignored[a, t, d]`` (matched to an
-    ignored GT, or unmatched with its area outside the range) and ``match_iou[a, d]`` (the
+    Writes ``matched[d, a, t]`` (the detection took a GT), ``ignored[d, a, t]`` (matched to an
+    ignored GT, or unmatched with its area outside the range) and ``match_iou[d, a]`` (the
     similarity of the match at the first threshold, 0 otherwise).
     """
     n_a = area_rng.shape[0]
@@ -138,16 +138,16 @@ def greedy_match_groups(
                         best = v
                         m = b
                     if m == -1:
-                        matched[a, t, d] = False
-                        ignored[a, t, d] = dt_area[d] < lo or dt_area[d] > hi
+                        matched[d, a, t] = False
+                        ignored[d, a, t] = dt_area[d] < lo or dt_area[d] > hi
                         if t == 0:
-                            match_iou[a, d] = 0.0
+                            match_iou[d, a] = 0.0
                     else:
-                        matched[a, t, d] = True
-                        ignored[a, t, d] = ig[m]
+                        matched[d, a, t] = True
+                        ignored[d, a, t] = ig[m]
                         taken[m] = True
                         if t == 0:
-                            match_iou[a, d] = best
+                            match_iou[d, a] = best
 
 
 @nb.njit(**_JIT)
@@ -168,7 +168,7 @@ def _accumulate_one(
     m,
     lrp_out,
 ):  # pragma: no cover
-    n_t = matched.shape[1]
+    n_t = matched.shape[2]
     n_r = rec_thrs.shape[0]
     nd = sel.shape[0]
     eps = np.spacing(1.0)
@@ -181,8 +181,8 @@ def _accumulate_one(
         cfp = 0
         for i in range(nd):
             d = sel[i]
-            if not ignored[a, t, d]:
-                if matched[a, t, d]:
+            if not ignored[d, a, t]:
+                if matched[d, a, t]:
                     ctp += 1
                 else:
                     cfp += 1
@@ -223,10 +223,10 @@ def _accumulate_one(
     b_fp = 0
     for i in range(nd):
         d = sel[i]
-        if not ignored[a, 0, d]:
-            if matched[a, 0, d]:
+        if not ignored[d, a, 0]:
+            if matched[d, a, 0]:
                 ctp += 1
-                iou_sum += match_iou[a, d]
+                iou_sum += match_iou[d, a]
             else:
                 cfp += 1
         fn = npig - ctp

@@ -657,9 +657,9 @@ def _evaluate_parsed(g: dict, d: dict, iou_type: str, *, progress: bool, what: s
     bar.update(1)
     bar.set_postfix_str("matching")
     n_d = len(di)
-    matched = np.zeros((n_a, n_t, n_d), dtype=np.bool_)
-    ignored = np.zeros((n_a, n_t, n_d), dtype=np.bool_)
-    match_iou = np.zeros((n_a, n_d), dtype=np.float64)
+    matched = np.zeros((n_d, n_a, n_t), dtype=np.bool_)  # one detection's flags are contiguous
+    ignored = np.zeros((n_d, n_a, n_t), dtype=np.bool_)
+    match_iou = np.zeros((n_d, n_a), dtype=np.float64)
     gt_area = np.ascontiguousarray(g["area"][gi])
     gt_ig = np.ascontiguousarray(g["ignore"][gi])
     dt_area = np.ascontiguousarray(d["area"][di])
@@ -693,8 +693,9 @@ def _evaluate_parsed(g: dict, d: dict, iou_type: str, *, progress: bool, what: s
     res = _summarize(iou_type, g, labels, area_rng, max_dets, precision, recall, score_at, olrp)
     res._curve_data = {
         "order": order, "cls_start": cls_start, "scores": scores, "npig": npig,
-        "matched": np.ascontiguousarray(matched[:, 0, :]), "match_iou": match_iou,
-        "ignored": np.ascontiguousarray(ignored[:, 0, :]),
+        "matched": np.ascontiguousarray(matched[:, :, 0].T),
+        "match_iou": np.ascontiguousarray(match_iou.T),
+        "ignored": np.ascontiguousarray(ignored[:, :, 0].T),
     }  # fmt: skip
     return res
 
