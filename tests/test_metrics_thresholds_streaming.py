@@ -139,3 +139,24 @@ def test_streaming_generates_ids_in_update_order_and_validates():
                  [{"boxes": box, "labels": torch.tensor([0])}])  # fmt: skip
     with pytest.raises(ValueError, match="iou_type"):
         LRPMetric("segm")
+
+
+def test_streaming_gathers_under_torch_distributed(refcases, tmp_path):
+    """With a (single-process, gloo) process group the state goes through all_gather_object."""
+    import torch.distributed as dist
+
+    gt, dt = load_case(refcases, "bbox_tiny")
+    ref = evaluate(gt, dt)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
+    )
+    try:
+        assert dist.is_initialized()
+        m = LRPMetric()
+        for preds, targets in to_batches(gt, dt, n_batches=2):
+            m.update(preds, targets)
+        res = m.compute()
+    finally:
+        dist.destroy_process_group()
+    for key, val in ref.stats.items():
+        assert res.stats[key] == pytest.approx(val, rel=1e-9, abs=1e-12), key
