@@ -41,8 +41,9 @@ def make_case(num_images: int, num_classes: int, gt_per_image: float, dets_per_i
 
     Every image gets Poisson(``gt_per_image``) boxes of random classes (1 % crowd). The detector
     returns, per GT, 1-3 noisy copies (the first one close to the GT, the others looser), then
-    random boxes of random classes until the image has ``dets_per_image`` detections. Scores of
-    the close copies are higher on average, so AP and oLRP are far from their extremes.
+    random boxes until the image has ``dets_per_image`` detections; like a real detector, those
+    concentrate on the classes present in the image plus two confusable classes. Scores of the
+    close copies are higher on average, so AP and oLRP are far from their extremes.
     """
     rng = np.random.default_rng(seed)
     size = 640.0
@@ -72,7 +73,8 @@ def make_case(num_images: int, num_classes: int, gt_per_image: float, dets_per_i
         n_rand = max(0, dets_per_image - len(img_dets))
         wh_r = np.exp(rng.normal(3.8, 0.9, (n_rand, 2))).clip(4, 400)
         xy_r = rng.uniform(0, 1, (n_rand, 2)) * (size - wh_r)
-        cls_r = rng.integers(1, num_classes + 1, n_rand)
+        active = np.unique(np.r_[cls, rng.integers(1, num_classes + 1, 2)])
+        cls_r = rng.choice(active, n_rand)
         sc_r = rng.beta(1.2, 6, n_rand).clip(0.001, 1.0)
         for j in range(n_rand):
             img_dets.append((np.r_[xy_r[j], wh_r[j]], int(cls_r[j]), float(sc_r[j])))
