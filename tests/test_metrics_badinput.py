@@ -123,3 +123,13 @@ def test_crowd_absorbs_many_detections_without_fp():
     res = evaluate(gt, dets)
     assert res.per_class[0]["oLRP_FP"] == 0.0  # both detections in the crowd are ignored
     json.dumps(res.to_dict())
+
+
+def test_ids_integral_floats_accepted_other_types_rejected():
+    assert evaluate(tiny_gt(), [det(img=1.0)]).stats == evaluate(tiny_gt(), [det()]).stats
+    with pytest.raises(ValueError, match="'image_id' must be an integer; got '1'"):
+        evaluate(tiny_gt(), [det(), det(img="1")])
+    with pytest.raises(ValueError, match="'category_id' must be an integer; got 3.5"):
+        evaluate(tiny_gt(), [det(), det(cat=3.5)])
+    with pytest.raises(ValueError, match="index 1: 'image_id' must be an integer; got nan"):
+        evaluate(tiny_gt(), [det(), det(img=float("nan"))])

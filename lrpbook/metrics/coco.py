@@ -267,14 +267,20 @@ def _ids(values: list, what: str, kind: str, key: str) -> np.ndarray:
         arr = np.asarray(values)
     except (ValueError, TypeError):
         arr = np.asarray([None])
-    if len(values) and (arr.dtype.kind not in "iu"):
-        idx = next(
-            (i for i, v in enumerate(values) if not isinstance(v, int) or isinstance(v, bool)), 0
-        )
+    if len(values) and arr.dtype.kind == "f" and arr.ndim == 1 and np.all(arr == np.round(arr)):
+        arr = arr.astype(np.int64)  # integral floats (1.0) are accepted, as pycocotools does
+    if len(values) and (arr.dtype.kind not in "iu" or arr.ndim != 1):
+        idx = next((i for i, v in enumerate(values) if not _integral(v)), 0)
         raise ValueError(
             f"{what}: {kind} at index {idx}: '{key}' must be an integer; got {values[idx]!r}"
         )
     return arr.astype(np.int64).reshape(-1)
+
+
+def _integral(v: Any) -> bool:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    return isinstance(v, int) or (math.isfinite(v) and v == int(v))
 
 
 def _parse_gt(gt: dict, iou_type: str, what: str) -> dict[str, Any]:
