@@ -77,16 +77,6 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _per_class_table(rows: list[dict], extra: tuple[str, ...] = ()) -> str:
-    keys = ("oLRP", "oLRP_Loc", "oLRP_FP", "oLRP_FN", "threshold")
-    head = f"{'id':>6} {'name':<20}" + "".join(f"{k:>10}" for k in keys + extra)
-    lines = [head]
-    for r in rows:
-        vals = "".join(f"{_fmt(r.get(k, '')):>10}" for k in keys + extra)
-        lines.append(f"{r['category_id']:>6} {str(r.get('name', ''))[:20]:<20}{vals}")
-    return "\n".join(lines)
-
-
 def _run_coco(args: argparse.Namespace) -> tuple[str, dict, Any]:
     from lrpbook.metrics.coco import evaluate
 
@@ -98,9 +88,7 @@ def _run_lvis(args: argparse.Namespace) -> tuple[str, dict, Any]:
     from lrpbook.metrics.lvis import evaluate_lvis
 
     res = evaluate_lvis(args.gt, args.dt, max_dets=args.max_dets, progress=args.progress)
-    lines = [f"{k:<12} = {_fmt(v)}" for k, v in res.stats.items()]
-    if args.per_class:
-        lines += ["", _per_class_table(res.per_class, ("frequency",))]
+    text = res.summary(per_class=args.per_class)
     keys = (
         "category_id",
         "name",
@@ -113,7 +101,7 @@ def _run_lvis(args: argparse.Namespace) -> tuple[str, dict, Any]:
     )
     out = {"stats": dict(res.stats),
            "per_class": [{k: r[k] for k in keys if k in r} for r in res.per_class]}  # fmt: skip
-    return "\n".join(lines), nan_to_none(out), res
+    return text, nan_to_none(out), res
 
 
 def _run_panoptic(args: argparse.Namespace) -> tuple[str, dict, Any]:
