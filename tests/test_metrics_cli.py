@@ -136,3 +136,32 @@ def test_cli_on_every_coco_kind_case_found(refcases, tmp_path, capsys):
         assert rc == 0, name
         check_out(json.loads(out_path.read_text()), exp)
     capsys.readouterr()
+
+
+def test_cli_lvis_reproduces_official_results(refcases, tmp_path, capsys):
+    folder = refcases / "lrp" / "cases" / "lvis_bbox_small"
+    if not folder.is_dir():
+        pytest.skip("lvis_bbox_small not in this set")
+    exp = json.loads((refcases / "lrp" / "expected" / "lvis_bbox_small.json").read_text())
+    out_path, thr_path = tmp_path / "lvis.json", tmp_path / "thr.json"
+    gt, dt = next(folder.glob("gt.json*")), next(folder.glob("dt.json*"))
+    rc = main(["lvis", str(gt), str(dt), "--out", str(out_path), "--per-class",
+               "--thresholds-out", str(thr_path)])  # fmt: skip
+    assert rc == 0
+    assert "oLRPr" in capsys.readouterr().out
+    out = json.loads(out_path.read_text())
+    off = exp["official"]["results"]
+    keys = [k for k in exp["official"]["results_keys_in_order"] if k != "LRP Opt Thr"]
+    assert list(out["stats"]) == keys
+    for k in keys:
+        assert same(out["stats"][k], off[k]), k
+    ids = exp["official"]["params"]["cat_ids"]
+    assert [r["category_id"] for r in out["per_class"]] == ids
+    thr = json.loads(thr_path.read_text())["thresholds"]
+    for k, cid in enumerate(ids):
+        ref = exp["official"]["eval_arrays_KxA"]["lrp_opt_thr"][k][0]
+        assert same(out["per_class"][k]["threshold"], ref) and same(thr[str(cid)], ref)
+        for key, arr in [("oLRP", "olrp"), ("oLRP_Loc", "olrp_loc"), ("oLRP_FP", "olrp_fp"),
+                         ("oLRP_FN", "olrp_fn")]:  # fmt: skip
+            assert same(out["per_class"][k][key], exp["official"]["eval_arrays_KxA"][arr][k][0])
+    assert main(["lvis", str(gt), str(tmp_path / "none.json")]) == 2

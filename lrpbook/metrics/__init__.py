@@ -4,6 +4,8 @@
   reproducing the official LRP-Error code (:class:`EvalResult`);
 * :mod:`~lrpbook.metrics.lrp` -- LRP on hard predictions, oLRP, moLRP, weighted LRP, PQ;
 * :mod:`~lrpbook.metrics.thresholds` -- LRP-optimal thresholds for deployment;
+* :func:`evaluate_lvis` -- LVIS (federated) AP and oLRP with rare/common/frequent groups;
+* :func:`evaluate_panoptic` -- PQ and LRP of panoptic segmentations (PNG + JSON);
 * :class:`LRPMetric` -- the same evaluator as a streaming metric for training loops;
 * ``lrpbook-eval`` -- the command line (:mod:`lrpbook.metrics.cli`).
 
@@ -22,6 +24,8 @@ from lrpbook.metrics.lrp import (
     pq_components,
     weighted_lrp,
 )
+from lrpbook.metrics.lvis import LVIS_STATS_KEYS, LVISResult, evaluate_lvis
+from lrpbook.metrics.panoptic import PanopticResult, evaluate_panoptic
 from lrpbook.metrics.streaming import LRPMetric
 from lrpbook.metrics.thresholds import apply_thresholds, load_thresholds, save_thresholds
 
@@ -38,6 +42,11 @@ __all__ = [
     "lrp_curve",
     "optimal_lrp",
     "molrp",
+    "evaluate_lvis",
+    "LVISResult",
+    "LVIS_STATS_KEYS",
+    "evaluate_panoptic",
+    "PanopticResult",
     "LRPMetric",
     "apply_thresholds",
     "save_thresholds",

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import warnings
 from pathlib import Path
@@ -71,12 +70,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return "nan" if math.isnan(v) else f"{v:0.4f}"
-    return str(v)
-
-
 def _run_coco(args: argparse.Namespace) -> tuple[str, dict, Any]:
     from lrpbook.metrics.coco import evaluate
 
@@ -108,22 +101,7 @@ def _run_panoptic(args: argparse.Namespace) -> tuple[str, dict, Any]:
     from lrpbook.metrics.panoptic import evaluate_panoptic
 
     res = evaluate_panoptic(args.gt_json, args.pred_json, args.gt_dir, args.pred_dir)
-    keys = ("pq", "sq", "rq", "lrp", "lrp_loc", "lrp_fp", "lrp_fn", "n")
-    lines = [f"{'':<8}" + "".join(f"{k:>9}" for k in keys)]
-    for group, vals in res.results.items():
-        lines.append(f"{group:<8}" + "".join(f"{_fmt(vals.get(k, '')):>9}" for k in keys))
-    per_class = res.per_class
-    if isinstance(per_class, dict):
-        per_class = [dict(category_id=k, **v) for k, v in per_class.items()]
-    if args.per_class:
-        lines.append("")
-        lines.append(f"{'id':>6}" + "".join(f"{k:>9}" for k in keys[:-1]))
-        for r in per_class:
-            lines.append(
-                f"{r.get('category_id', ''):>6}"
-                + "".join(f"{_fmt(r.get(k, '')):>9}" for k in keys[:-1])
-            )
-    return "\n".join(lines), nan_to_none({"stats": res.results, "per_class": per_class}), res
+    return res.summary(per_class=args.per_class), res.to_dict(), res
 
 
 def main(argv: list[str] | None = None) -> int:
