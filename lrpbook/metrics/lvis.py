@@ -30,7 +30,7 @@ import numpy as np
 from lrpbook.metrics import _match
 from lrpbook.metrics._io import describe_source, load_json, nan_to_none
 
-__all__ = ["evaluate_lvis", "LVISResult", "LVIS_STATS_KEYS"]
+__all__ = ["evaluate_lvis", "LVISResult"]
 
 #: The keys of :attr:`LVISResult.stats`, in order (``get_results()`` of the official LVIS fork,
 #: without the thresholds, which are in :attr:`LVISResult.thresholds`).
@@ -164,12 +164,29 @@ def _numbers(values: list, what: str, kind: str, key: str, width: int | None = N
 
 
 def _int_ids(values: list, what: str, kind: str, key: str) -> np.ndarray:
+    """``values`` as an int64 array; integral floats (``1.0``) are accepted. Vectorised; the
+    offending entry is searched for only when there is one."""
+    try:
+        arr = np.asarray(values)
+    except (ValueError, TypeError):
+        arr = np.asarray([None])
+    if len(values) == 0:
+        return np.zeros(0, dtype=np.int64)
+    if arr.ndim == 1 and arr.dtype.kind in "iu":
+        return arr.astype(np.int64)
+    if (
+        arr.ndim == 1
+        and arr.dtype.kind == "f"
+        and np.all(np.isfinite(arr))
+        and np.all(arr == np.round(arr))
+    ):
+        return arr.astype(np.int64)
     for i, v in enumerate(values):
         if isinstance(v, bool) or not (
             isinstance(v, int) or (isinstance(v, float) and math.isfinite(v) and v == int(v))
         ):
             raise ValueError(f"{what}: {kind} at index {i}: '{key}' must be an integer; got {v!r}")
-    return np.asarray(values, dtype=np.int64).reshape(-1)
+    return arr.astype(np.int64)  # pragma: no cover - every entry passed the check above
 
 
 def _unique_ids(ids: np.ndarray, what: str, kind: str) -> np.ndarray:
