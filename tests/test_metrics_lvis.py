@@ -393,3 +393,20 @@ def test_cli_lvis_bad_input_exits_2_with_one_line(tmp_path, capsys):
     assert main(["lvis", str(gp), str(dp), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "malformed JSON" in err[0]
+
+
+def test_cli_lvis_thresholds_out_round_trips(lvis_case, tmp_path):
+    from lrpbook.metrics.thresholds import load_thresholds
+
+    gt, dt, off = lvis_case
+    thr = tmp_path / "thr.json"
+    assert main(["lvis", str(gt), str(dt), "--thresholds-out", str(thr), "--no-progress"]) == 0
+    loaded = load_thresholds(thr)
+    assert list(loaded) == off["params"]["cat_ids"]
+    for k, cid in enumerate(off["params"]["cat_ids"]):
+        assert same(loaded[cid], off["eval_arrays_KxA"]["lrp_opt_thr"][k][0], rtol=0.0)
+
+
+def test_progress_bar_does_not_change_the_numbers(lvis_case, capsys):
+    gt, dt, _ = lvis_case
+    assert evaluate_lvis(gt, dt, progress=True).stats == evaluate_lvis(gt, dt).stats

@@ -12,7 +12,7 @@ training images they appear in, and AP and oLRP are reported for each group.
 of it in the official LRP-Error code for oLRP, number for number, while vectorising the work:
 detections and ground truths are sorted once into (class, image) groups and the IoUs, the greedy
 matching and the accumulation run in the compiled kernels of the COCO-style evaluator
-(:mod:`lrpbook.metrics._match`).
+(``lrpbook.metrics._match``).
 
 Taught in: chapter "LRP Error".
 """
@@ -54,7 +54,7 @@ class LVISResult:
     """Result of :func:`evaluate_lvis`: LVIS AP/AR and oLRP, per frequency group and per class.
 
     Attributes:
-        stats (dict[str, float]): the summary, keys in the order of :data:`LVIS_STATS_KEYS`:
+        stats (dict[str, float]): the summary, keys in this order:
             ``AP, AP50, AP75, APs, APm, APl, APr, APc, APf, AR@300, ARs@300, ARm@300, ARl@300,
             oLRP, oLRP LOC, oLRP FP, oLRP FN, oLRPr, oLRPc, oLRPf`` (the ``300`` follows
             ``max_dets``). ``-1`` means "nothing to evaluate".
@@ -396,7 +396,7 @@ def evaluate_lvis(
         progress (bool): show a progress bar (tqdm, on stderr). Default ``False``.
 
     Returns:
-        LVISResult: ``stats`` (keys :data:`LVIS_STATS_KEYS`), ``per_class`` rows, unfloored
+        LVISResult: ``stats``, ``per_class`` rows, unfloored
         ``thresholds`` and the ``arrays``.
 
     Raises:
