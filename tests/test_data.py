@@ -291,3 +291,8 @@ def test_simulated_detector_is_perfect_without_flaws_and_worse_with_each(tmp_pat
 def test_simulator_rejects_bad_knobs(knob, value, synth):
     with pytest.raises(ValueError, match=knob):
         data.simulate_detections(synth.dataset, **{knob: value})
+
+
+def test_an_int_image_size_gives_square_images(tmp_path):
+    ds = data.make_synthetic_coco(tmp_path / "sq", num_images=1, image_size=40)
+    assert (ds.dataset["images"][0]["width"], ds.dataset["images"][0]["height"]) == (40, 40)

@@ -124,7 +124,7 @@ def make_synthetic_coco(
     *,
     num_images: int = 32,
     num_classes: int = 4,
-    image_size: tuple[int, int] = (128, 128),
+    image_size: int | tuple[int, int] = (128, 128),
     seed: int = 0,
     class_frequencies: Any = None,
     objects_per_image: tuple[int, int] = (1, 6),
@@ -149,7 +149,7 @@ def make_synthetic_coco(
         out_dir: folder to create; must not exist or be empty unless ``overwrite=True``.
         num_images: number of images (>= 1).
         num_classes: number of categories (ids ``1..num_classes``).
-        image_size: ``(width, height)`` in pixels, each >= 16.
+        image_size: ``(width, height)`` in pixels, each >= 16; an int gives a square image.
         seed: the random seed; the same arguments give byte-identical PNG and JSON files.
         class_frequencies: ``None``/``"uniform"``, ``"longtail"`` (weight of class ``k`` is
             ``k^-1.5``), or a sequence of ``num_classes`` non-negative weights.
@@ -185,7 +185,9 @@ def make_synthetic_coco(
         raise ValueError(f"`num_images` must be a positive integer; got {num_images!r}")
     if not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
         raise ValueError(f"`num_classes` must be a positive integer; got {num_classes!r}")
-    width, height = _check_pair("image_size", image_size, 16, 1 << 14, integer=True)
+    if isinstance(image_size, (int, np.integer)):
+        image_size = (int(image_size), int(image_size))
+    _check_pair("image_size", image_size, 16, 1 << 14, integer=True)
     width, height = int(image_size[0]), int(image_size[1])
     lo_n, hi_n = _check_pair("objects_per_image", objects_per_image, 0, 1000, integer=True)
     lo_s, hi_s = _check_pair("scale", scale, 1e-3, 1.0)
