@@ -285,3 +285,29 @@ def test_cli_panoptic_bad_input_exits_2_with_one_line(tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "gt/1.png: no such file" in err[0]
+
+
+def test_non_rgb_png_missing_area_and_duplicate_ids_are_errors(tmp_path):
+    root = toy_case(tmp_path)
+    Image.fromarray(np.zeros((10, 10), dtype=np.uint8), mode="L").save(root / "gt" / "1.png")
+    with pytest.raises(ValueError, match=r"gt/1\.png: expected an RGB image; got mode 'L'"):
+        run_case(root)
+    root2 = toy_case(tmp_path / "b")
+    _edit_json(root2 / "gt.json", lambda d: d["annotations"][0]["segments_info"][0].pop("area"))
+    with pytest.raises(ValueError, match="segment at index 0 has no 'area' key"):
+        run_case(root2)
+    root3 = toy_case(tmp_path / "c")
+    _edit_json(root3 / "pred.json", lambda d: d["annotations"][0]["segments_info"].append(
+        {"id": 100, "category_id": 2}))  # fmt: skip
+    with pytest.raises(ValueError, match="segment id 100 appears more than once"):
+        run_case(root3)
+
+
+def test_rgba_png_is_read_like_rgb(tmp_path):
+    root = toy_case(tmp_path)
+    ref = run_case(root).results
+    for sub in ("gt", "pred"):
+        rgb = np.asarray(Image.open(root / sub / "1.png"))
+        rgba = np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 255, np.uint8)], axis=-1)
+        Image.fromarray(rgba, mode="RGBA").save(root / sub / "1.png")
+    assert run_case(root).results == ref

@@ -145,21 +145,28 @@ def _segments(ann: dict, keys: tuple[str, ...], what: str) -> dict[str, np.ndarr
 
 
 def _read_ids(path: Path, what: str) -> np.ndarray:
-    """Segment ids of a panoptic PNG: ``R + 256 G + 256^2 B`` (int64, H x W)."""
+    """Segment ids of a panoptic PNG, ``R + 256 G + 256^2 B`` (``uint32``, H x W).
+
+    The image is decoded as RGBA and each pixel's 4 bytes read as one little-endian 32-bit
+    integer, whose low 24 bits are the id.
+    """
     from PIL import Image, UnidentifiedImageError
 
     if not path.is_file():
         raise ValueError(f"{what} PNG {path}: no such file")
     try:
         with Image.open(path) as im:
-            mode = im.mode
-            arr = np.asarray(im)
+            if im.mode not in ("RGB", "RGBA"):
+                raise ValueError(f"{what} PNG {path}: expected an RGB image; got mode {im.mode!r}")
+            rgba = np.ascontiguousarray(np.asarray(im.convert("RGBA")))
     except (OSError, UnidentifiedImageError) as exc:
         raise ValueError(f"{what} PNG {path}: cannot be read as an image ({exc})") from None
-    if mode not in ("RGB", "RGBA") or arr.ndim != 3:
-        raise ValueError(f"{what} PNG {path}: expected an RGB image; got mode {mode!r}")
-    arr = arr[:, :, :3].astype(np.int64)
-    return arr[:, :, 0] + 256 * arr[:, :, 1] + 256 * 256 * arr[:, :, 2]
+    return rgba.view("<u4")[:, :, 0] & np.uint32(0xFFFFFF)
+
+
+def _pair_keys(gt_ids: np.ndarray, pred_ids: np.ndarray) -> np.ndarray:
+    """``gt_id * 256^3 + pred_id`` per pixel (int64, H x W): a unique key per id pair."""
+    return (gt_ids.astype(np.int64) << 24) | pred_ids
 
 
 # --------------------------------------------------------------------------------------------
@@ -292,7 +299,7 @@ def evaluate_panoptic(
                 f"{gt_png.shape[1]}x{gt_png.shape[0]} (image_id {img_id})"
             )
         unknown_gt += int((cat_index(gs["category_id"]) == k_n - 1).sum())
-        _accumulate_image(gs, ps, gt_png, pred_png, cat_index, img_id, pred_what, k_n,
+        _accumulate_image(gs, ps, _pair_keys(gt_png, pred_png), cat_index, img_id, pred_what, k_n,
                           tp, fp, fn, iou_sum)  # fmt: skip
     if unknown_gt:
         warnings.warn(
@@ -304,11 +311,18 @@ def evaluate_panoptic(
     return _summarize(cats, cat_ids, tp, fp, fn, iou_sum, len(gt_anns))
 
 
-def _accumulate_image(gs, ps, gt_png, pred_png, cat_index, img_id, pred_what, k_n,
+def _accumulate_image(gs, ps, keys, cat_index, img_id, pred_what, k_n,
                       tp, fp, fn, iou_sum) -> None:  # fmt: skip
-    """Match one image's segments and add its counts to ``tp``, ``fp``, ``fn``, ``iou_sum``."""
+    """Match one image's segments and add its counts to ``tp``, ``fp``, ``fn``, ``iou_sum``.
+
+    ``keys`` holds ``gt_id * 256^3 + pred_id`` per pixel.
+    """
+    # intersections of every (gt id, pred id) pair, sorted by gt id then pred id
+    pair, inter = np.unique(keys, return_counts=True)
+    pg, pp = pair // _OFFSET, pair % _OFFSET
     # predicted areas from the PNG, and the sanity checks of the official code
-    labels, counts = np.unique(pred_png, return_counts=True)
+    labels, inv = np.unique(pp, return_inverse=True)
+    counts = np.bincount(inv, weights=inter, minlength=len(labels)).astype(np.int64)
     counts = counts[labels != _VOID]
     labels = labels[labels != _VOID]
     p_order = np.argsort(ps["id"], kind="stable")
@@ -340,9 +354,6 @@ def _accumulate_image(gs, ps, gt_png, pred_png, cat_index, img_id, pred_what, k_
     g_area = gs["area"][g_order]
     g_crowd = gs["iscrowd"][g_order].astype(bool)
 
-    # intersections of every (gt id, pred id) pair, sorted by gt id then pred id
-    pair, inter = np.unique(gt_png * _OFFSET + pred_png, return_counts=True)
-    pg, pp = pair // _OFFSET, pair % _OFFSET
     gi = np.searchsorted(g_ids, pg)
     g_ok = gi < len(g_ids)
     g_ok[g_ok] = g_ids[gi[g_ok]] == pg[g_ok]
