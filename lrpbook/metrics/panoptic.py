@@ -201,7 +201,9 @@ def evaluate_panoptic(
         \mathrm{LRP}_\mathrm{FN} = \frac{\mathrm{FN}}{\mathrm{TP} + \mathrm{FN}},
 
     with :math:`\mathrm{SQ} = \Sigma / \mathrm{TP}` (0 when :math:`\mathrm{TP} = 0`, as in the
-    official code) and :math:`\mathrm{RQ} = \mathrm{PQ} / \mathrm{SQ}`. An unmatched non-crowd
+    official code) and :math:`\mathrm{RQ} = \mathrm{PQ} / \mathrm{SQ}`. The two errors share
+    their total matching error and differ only in its normaliser, :math:`1 - \mathrm{PQ}` dividing
+    by :math:`2\,\mathrm{TP} + \mathrm{FP} + \mathrm{FN}` (thesis Eq. (5.8), App. G, Eq. (G.11)). An unmatched non-crowd
     GT is an FN; an unmatched prediction is an FP unless more than half of its pixels lie in
     VOID or in the crowd region of its own class.
 
