@@ -284,24 +284,18 @@ def evaluate_panoptic(
     preds = {}
     for ann in pred_anns:
         preds[ann["image_id"]] = ann
-    unknown_gt = 0
+    pairs = []
     for ann in gt_anns:
-        img_id = ann["image_id"]
-        if img_id not in preds:
-            raise ValueError(f"{pred_what}: no prediction for the image with id {img_id}")
-        pann = preds[img_id]
+        if ann["image_id"] not in preds:
+            raise ValueError(f"{pred_what}: no prediction for the image with id {ann['image_id']}")
+        pairs.append((ann, preds[ann["image_id"]]))
+    unknown_gt = 0
+    for ann, pann in pairs:  # in gt_json order: the sums run in that order
+        pair, inter = _pair_counts(ann, pann, gt_dir, pred_dir)
         gs = _segments(ann, ("area", "iscrowd"), gt_what)
         ps = _segments(pann, (), pred_what)
-        gt_png = _read_ids(Path(gt_dir) / str(ann["file_name"]), "ground-truth")
-        pred_png = _read_ids(Path(pred_dir) / str(pann["file_name"]), "prediction")
-        if gt_png.shape != pred_png.shape:
-            raise ValueError(
-                f"prediction PNG {Path(pred_dir) / str(pann['file_name'])}: size "
-                f"{pred_png.shape[1]}x{pred_png.shape[0]} differs from the ground truth's "
-                f"{gt_png.shape[1]}x{gt_png.shape[0]} (image_id {img_id})"
-            )
         unknown_gt += int((cat_index(gs["category_id"]) == k_n - 1).sum())
-        _accumulate_image(gs, ps, _pair_keys(gt_png, pred_png), cat_index, img_id, pred_what, k_n,
+        _accumulate_image(gs, ps, pair, inter, cat_index, ann["image_id"], pred_what, k_n,
                           tp, fp, fn, iou_sum)  # fmt: skip
     if unknown_gt:
         warnings.warn(
@@ -313,14 +307,28 @@ def evaluate_panoptic(
     return _summarize(cats, cat_ids, tp, fp, fn, iou_sum, len(gt_anns))
 
 
-def _accumulate_image(gs, ps, keys, cat_index, img_id, pred_what, k_n,
+def _pair_counts(ann: dict, pann: dict, gt_dir, pred_dir) -> tuple[np.ndarray, np.ndarray]:
+    """Read one image's two PNGs; every (gt id, pred id) pair present, as the key
+    ``gt_id * 256^3 + pred_id`` (sorted), and its pixel count."""
+    gt_ids = _read_ids(Path(gt_dir) / str(ann["file_name"]), "ground-truth")
+    pred_path = Path(pred_dir) / str(pann["file_name"])
+    pred_ids = _read_ids(pred_path, "prediction")
+    if gt_ids.shape != pred_ids.shape:
+        raise ValueError(
+            f"prediction PNG {pred_path}: size {pred_ids.shape[1]}x{pred_ids.shape[0]} differs "
+            f"from the ground truth's {gt_ids.shape[1]}x{gt_ids.shape[0]} "
+            f"(image_id {ann['image_id']})"
+        )
+    return np.unique(_pair_keys(gt_ids, pred_ids), return_counts=True)
+
+
+def _accumulate_image(gs, ps, pair, inter, cat_index, img_id, pred_what, k_n,
                       tp, fp, fn, iou_sum) -> None:  # fmt: skip
     """Match one image's segments and add its counts to ``tp``, ``fp``, ``fn``, ``iou_sum``.
 
-    ``keys`` holds ``gt_id * 256^3 + pred_id`` per pixel.
+    ``pair`` holds the sorted keys ``gt_id * 256^3 + pred_id`` present in the image and
+    ``inter`` their pixel counts (the intersections).
     """
-    # intersections of every (gt id, pred id) pair, sorted by gt id then pred id
-    pair, inter = np.unique(keys, return_counts=True)
     pg, pp = pair // _OFFSET, pair % _OFFSET
     # predicted areas from the PNG, and the sanity checks of the official code
     labels, inv = np.unique(pp, return_inverse=True)
