@@ -410,3 +410,12 @@ def test_cli_lvis_thresholds_out_round_trips(lvis_case, tmp_path):
 def test_progress_bar_does_not_change_the_numbers(lvis_case, capsys):
     gt, dt, _ = lvis_case
     assert evaluate_lvis(gt, dt, progress=True).stats == evaluate_lvis(gt, dt).stats
+
+
+def test_stats_keys_do_not_depend_on_the_cap():
+    gt = {"images": [_img(1)], "annotations": [_ann(1, 1, 1, (0, 0, 10, 10))], "categories": CATS}
+    dets = [_det(1, 1, (0, 0, 10, 10), 0.9), _det(1, 1, (0, 0, 10, 9), 0.8)]
+    one = evaluate_lvis(gt, dets, max_dets=1)
+    assert list(one.stats) == list(LVIS_STATS_KEYS)
+    assert one.stats["oLRP FP"] == 0.0  # the duplicate was cut by the cap
+    assert evaluate_lvis(gt, dets).stats["oLRP FP"] == 0.0  # ... and is past the optimum anyway

@@ -56,8 +56,9 @@ class LVISResult:
     Attributes:
         stats (dict[str, float]): the summary, keys in this order:
             ``AP, AP50, AP75, APs, APm, APl, APr, APc, APf, AR@300, ARs@300, ARm@300, ARl@300,
-            oLRP, oLRP LOC, oLRP FP, oLRP FN, oLRPr, oLRPc, oLRPf`` (the ``300`` follows
-            ``max_dets``). ``-1`` means "nothing to evaluate".
+            oLRP, oLRP LOC, oLRP FP, oLRP FN, oLRPr, oLRPc, oLRPf``. As in the LVIS API, the
+            recall keys say ``@300`` whatever ``max_dets`` the detections were capped at.
+            ``-1`` means "nothing to evaluate".
         per_class (list[dict]): one row per category (ascending id) at area ``all``:
             ``category_id``, ``name``, ``frequency``, ``oLRP``, ``oLRP_Loc``, ``oLRP_FP``,
             ``oLRP_FN``, ``threshold`` (LRP-optimal score threshold) and ``AP``. NaN marks an
@@ -538,8 +539,7 @@ def _summarize(g: dict, max_dets: int, precision, recall, olrp) -> LVISResult:
         "APs": ap(area=1), "APm": ap(area=2), "APl": ap(area=3),
         "APr": ap(cats=freq_groups[0]), "APc": ap(cats=freq_groups[1]),
         "APf": ap(cats=freq_groups[2]),
-        f"AR@{max_dets}": ar(), f"ARs@{max_dets}": ar(1), f"ARm@{max_dets}": ar(2),
-        f"ARl@{max_dets}": ar(3),
+        "AR@300": ar(), "ARs@300": ar(1), "ARm@300": ar(2), "ARl@300": ar(3),
         "oLRP": _mean_valid(olrp[:, 0, 0]), "oLRP LOC": _mean_valid(olrp[:, 0, 1]),
         "oLRP FP": _mean_valid(olrp[:, 0, 2]), "oLRP FN": _mean_valid(olrp[:, 0, 3]),
     }  # fmt: skip
