@@ -414,8 +414,9 @@ def test_progress_bar_does_not_change_the_numbers(lvis_case, capsys):
 
 def test_stats_keys_do_not_depend_on_the_cap():
     gt = {"images": [_img(1)], "annotations": [_ann(1, 1, 1, (0, 0, 10, 10))], "categories": CATS}
-    dets = [_det(1, 1, (0, 0, 10, 10), 0.9), _det(1, 1, (0, 0, 10, 9), 0.8)]
+    dets = [_det(1, 1, (50, 50, 10, 10), 0.9), _det(1, 1, (0, 0, 10, 10), 0.8)]
     one = evaluate_lvis(gt, dets, max_dets=1)
     assert list(one.stats) == list(LVIS_STATS_KEYS)
-    assert one.stats["oLRP FP"] == 0.0  # the duplicate was cut by the cap
-    assert evaluate_lvis(gt, dets).stats["oLRP FP"] == 0.0  # ... and is past the optimum anyway
+    assert one.stats["AR@300"] == 0.0 and one.stats["oLRP"] == 1.0  # the TP was cut by the cap
+    full = evaluate_lvis(gt, dets)
+    assert full.stats["AR@300"] == 1.0 and full.stats["oLRP"] == pytest.approx(0.5)
