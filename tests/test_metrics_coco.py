@@ -229,3 +229,57 @@ def test_every_coco_kind_refcase_found_is_reproduced(refcases):
         except AssertionError as exc:
             failures.append(f"{group}/{name}: {exc}")
     assert not failures, "\n".join(failures)
+
+
+def _random_case(seed: int):
+    """Small boxes on an integer grid: many exact IoU and score ties, crowds, all area ranges."""
+    rng = np.random.default_rng(seed)
+    images = [{"id": int(i), "height": 200, "width": 200} for i in rng.permutation(6) + 1]
+    anns, dets = [], []
+    for im in images:
+        for _ in range(int(rng.integers(0, 6))):
+            x, y = (int(v) for v in rng.integers(0, 100, 2))
+            w, h = (int(v) for v in rng.choice([8, 16, 32, 40, 100], 2))
+            anns.append({"id": len(anns) + 1, "image_id": im["id"], "category_id": int(rng.integers(1, 4)),
+                         "bbox": [x, y, w, h], "area": float(w * h), "iscrowd": int(rng.random() < 0.1)})  # fmt: skip
+        for _ in range(int(rng.integers(0, 12))):
+            x, y = (int(v) for v in rng.integers(0, 100, 2))
+            w, h = (int(v) for v in rng.choice([8, 16, 32, 40, 100], 2))
+            dets.append({"image_id": im["id"], "category_id": int(rng.integers(1, 4)),
+                         "bbox": [x, y, w, h], "score": float(rng.choice([0.2, 0.5, 0.9]))})  # fmt: skip
+        for a in anns[-3:]:  # near-copies of GTs (shifts of 0-4 pixels: exact IoU ties)
+            if a["image_id"] == im["id"]:
+                b = list(a["bbox"])
+                b[0] += int(rng.integers(0, 5))
+                dets.append({"image_id": im["id"], "category_id": a["category_id"], "bbox": b,
+                             "score": float(rng.choice([0.5, 0.9]))})  # fmt: skip
+    cats = [{"id": c, "name": str(c)} for c in (1, 2, 3)]
+    return {"images": images, "annotations": anns, "categories": cats}, dets
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_random_tie_heavy_cases_match_pycocotools(seed):
+    """Claim: on boxes with many exact IoU and score ties, crowds and all area ranges, the
+    matching is pycocotools': stats, precision and recall arrays are identical."""
+    import contextlib
+    import copy
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    gt, dets = _random_case(seed)
+    if not dets:
+        pytest.skip("no detections drawn")
+    res = evaluate(gt, dets)
+    with contextlib.redirect_stdout(io.StringIO()):
+        c = COCO()
+        c.dataset = copy.deepcopy(gt)
+        c.createIndex()
+        e = COCOeval(c, c.loadRes(copy.deepcopy(dets)), "bbox")
+        e.evaluate()
+        e.accumulate()
+        e.summarize()
+    np.testing.assert_allclose(list(res.stats.values())[:12], e.stats, rtol=1e-12, atol=0)
+    np.testing.assert_array_equal(res.precision, e.eval["precision"])
+    np.testing.assert_array_equal(res.recall, e.eval["recall"])
