@@ -283,3 +283,57 @@ def test_random_tie_heavy_cases_match_pycocotools(seed):
     np.testing.assert_allclose(list(res.stats.values())[:12], e.stats, rtol=1e-12, atol=0)
     np.testing.assert_array_equal(res.precision, e.eval["precision"])
     np.testing.assert_array_equal(res.recall, e.eval["recall"])
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_random_tie_heavy_cases_olrp_from_pycocotools_matching(seed):
+    """oLRP recomputed from pycocotools' own per-image matching (evalImgs, area all, 100 dets)
+    with the official accumulation rule equals ``evaluate``'s per-class oLRP and threshold."""
+    import contextlib
+    import copy
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    gt, dets = _random_case(seed)
+    if not dets:
+        pytest.skip("no detections drawn")
+    res = evaluate(gt, dets)
+    with contextlib.redirect_stdout(io.StringIO()):
+        c = COCO()
+        c.dataset = copy.deepcopy(gt)
+        c.createIndex()
+        e = COCOeval(c, c.loadRes(copy.deepcopy(dets)), "bbox")
+        e.evaluate()
+    n_img, n_a = len(e.params.imgIds), len(e.params.areaRng)
+    for k, cat in enumerate(e.params.catIds):
+        ev = [x for x in e.evalImgs[k * n_a * n_img : k * n_a * n_img + n_img] if x is not None]
+        scores, tp, fp, iou = [], [], [], []
+        for x in ev:
+            gids = [g["id"] for g in e._gts[x["image_id"], cat]]
+            for dind, (s, m, ig) in enumerate(
+                zip(x["dtScores"], x["dtMatches"][0], x["dtIgnore"][0])
+            ):
+                scores.append(s)
+                tp.append(m > 0 and not ig)
+                fp.append(m == 0 and not ig)
+                iou.append(e.ious[x["image_id"], cat][dind, gids.index(m)] if tp[-1] else 0.0)
+        npig = sum(int(np.sum(x["gtIgnore"] == 0)) for x in ev)
+        row = res.per_class[k]
+        if npig == 0:
+            assert row["oLRP"] == -1
+            continue
+        order = np.argsort(-np.array(scores), kind="mergesort")
+        tp_n = np.cumsum(np.array(tp)[order])
+        fp_n = np.cumsum(np.array(fp)[order])
+        if len(order) == 0 or tp_n[-1] == 0:
+            assert row["oLRP"] == 1.0 and math.isnan(row["threshold"])
+            continue
+        loc = tp_n - np.cumsum(np.array(iou)[order])
+        fn_n = npig - tp_n
+        lrps = (loc / 0.5 + fp_n + fn_n) / (tp_n + fp_n + fn_n)
+        i = int(np.argmin(lrps))
+        assert row["oLRP"] == pytest.approx(lrps[i], rel=1e-12)
+        assert row["threshold"] == np.array(scores)[order][i]
+        assert row["oLRP_FN"] == pytest.approx(fn_n[i] / npig, rel=1e-12)
