@@ -172,22 +172,25 @@ def _accumulate_one(
     n_r = rec_thrs.shape[0]
     nd = sel.shape[0]
     eps = np.spacing(1.0)
-    tp = np.empty(nd)
-    fp = np.empty(nd)
+    tp_all = np.empty((n_t, nd))
+    fp_all = np.empty((n_t, nd))
     rc = np.empty(nd)
     pr = np.empty(nd)
-    for t in range(n_t):
-        ctp = 0
-        cfp = 0
-        for i in range(nd):
-            d = sel[i]
+    ctp_t = np.zeros(n_t, dtype=np.int64)
+    cfp_t = np.zeros(n_t, dtype=np.int64)
+    for i in range(nd):  # one pass: a detection's flags for all thresholds are contiguous
+        d = sel[i]
+        for t in range(n_t):
             if not ignored[d, a, t]:
                 if matched[d, a, t]:
-                    ctp += 1
+                    ctp_t[t] += 1
                 else:
-                    cfp += 1
-            tp[i] = ctp
-            fp[i] = cfp
+                    cfp_t[t] += 1
+            tp_all[t, i] = ctp_t[t]
+            fp_all[t, i] = cfp_t[t]
+    for t in range(n_t):
+        tp = tp_all[t]
+        fp = fp_all[t]
         for i in range(nd):
             rc[i] = tp[i] / npig
             pr[i] = tp[i] / (fp[i] + tp[i] + eps)
