@@ -1,0 +1,314 @@
+"""Tests of lrpbook.losses against the official reference cases, the loop versions and the theory."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lrpbook.losses import (
+    ALRPLoss,
+    APLoss,
+    RankSortLoss,
+    alrp_loss,
+    ap_loss,
+    identity_update_from_primary_terms,
+    rank_sort_loss,
+    value_balance,
+)
+from lrpbook.losses.reference import alrp_loss_loop, ap_loss_loop, rank_sort_loss_loop
+
+
+def _rel(got, ref):
+    got, ref = np.asarray(got, float), np.asarray(ref, float)
+    diff = np.abs(got - ref).max() if got.size else 0.0
+    return 0.0 if diff <= 1e-12 else diff / max(np.abs(ref).max(), 1e-300)
+
+
+def _tol(case):
+    if case["name"] == "small_rs_delta0":
+        return 1e-6
+    return 1e-5 if case["float32"] else 1e-7
+
+
+@pytest.fixture(scope="module")
+def loss_cases(refcases):
+    folder = refcases / "losses"
+    arrays = np.load(folder / "cases.npz")
+    manifest = json.loads((folder / "cases.json").read_text())
+    return [
+        (
+            c,
+            {
+                k.split("__", 1)[1]: arrays[k]
+                for k in arrays.files
+                if k.startswith(c["name"] + "__")
+            },
+        )
+        for c in manifest["cases"]
+    ]
+
+
+def _dtype(case):
+    return torch.float32 if case["float32"] else torch.float64
+
+
+def test_reference_cases_rs(loss_cases):
+    n = 0
+    for case, z in loss_cases:
+        if "rs" not in case["losses"]:
+            continue
+        s = torch.tensor(z["logits"], dtype=_dtype(case), requires_grad=True)
+        t = torch.tensor(z["targets_rs"], dtype=_dtype(case))
+        rank, sort = rank_sort_loss(s, t, case["rs_delta"], case["rs_eps"])
+        (rank + sort).backward()
+        out = case["outputs"]
+        tol = _tol(case)
+        assert _rel(rank.item(), out["rs_rank_loss"]) <= tol, case["name"]
+        assert _rel(sort.item(), out["rs_sort_loss"]) <= tol, case["name"]
+        assert _rel(s.grad.numpy(), z["rs_grad"]) <= tol, case["name"]
+        n += 1
+    assert n >= 10
+
+
+def test_reference_cases_ap(loss_cases):
+    n = 0
+    for case, z in loss_cases:
+        if "ap" not in case["losses"]:
+            continue
+        s = torch.tensor(z["logits"], dtype=_dtype(case), requires_grad=True)
+        loss = ap_loss(s, torch.tensor(z["targets_bin"], dtype=_dtype(case)), case["ap_delta"])
+        loss.backward()
+        assert _rel(loss.item(), case["outputs"]["ap_loss"]) <= _tol(case), case["name"]
+        assert _rel(s.grad.numpy(), z["ap_grad"]) <= _tol(case), case["name"]
+        n += 1
+    assert n >= 10
+
+
+def test_reference_cases_alrp(loss_cases):
+    n = 0
+    for case, z in loss_cases:
+        if "alrp" not in case["losses"]:
+            continue
+        dt = _dtype(case)
+        s = torch.tensor(z["logits"], dtype=dt, requires_grad=True)
+        e = torch.tensor(z["reg"], dtype=dt, requires_grad=True)
+        cls, loc = alrp_loss(
+            s, torch.tensor(z["targets_bin"], dtype=dt), e, case["alrp_delta"], case["alrp_eps"]
+        )
+        (cls + loc).backward()
+        out, tol = case["outputs"], _tol(case)
+        assert _rel(cls.item(), out["alrp_cls_loss"]) <= tol, case["name"]
+        assert _rel(s.grad.numpy(), z["alrp_grad"]) <= tol, case["name"]
+        if out["alrp_pos_logits_tie_free"]:
+            assert _rel(loc.item(), out["alrp_loc_loss"]) <= tol, case["name"]
+            assert _rel(e.grad.numpy(), z["alrp_loc_grad_reg"]) <= tol, case["name"]
+            pos = z["logits"][z["targets_bin"] == 1]
+            assert (np.argsort(pos, kind="stable") == z["alrp_order"]).all()
+        n += 1
+    assert n >= 10
+
+
+def _random_case(seed, n=400, p=25, ties=False, ignored=10, dtype=torch.float64, shape=None):
+    g = torch.Generator().manual_seed(seed)
+    s = torch.randn(n, generator=g, dtype=torch.float64) * 1.5 - 1.0
+    if ties:
+        s = (s * 2).round() / 2  # many exact ties
+    t = torch.zeros(n, dtype=torch.float64)
+    idx = torch.randperm(n, generator=g)
+    t[idx[:p]] = torch.rand(p, generator=g, dtype=torch.float64) * 0.9 + 0.1
+    s[idx[:p]] += 1.0
+    t[idx[p : p + ignored]] = -1
+    if ties:
+        t[idx[:p]] = (t[idx[:p]] * 4).ceil() / 4
+    shape = shape or (n,)
+    return s.to(dtype).reshape(shape), t.to(dtype).reshape(shape)
+
+
+@pytest.mark.parametrize(
+    "seed, ties, dtype, shape",
+    [
+        (0, False, torch.float64, None),
+        (1, True, torch.float64, (40, 10)),
+        (2, False, torch.float32, (4, 10, 10)),
+        (3, True, torch.float32, None),
+    ],
+)
+@pytest.mark.parametrize("delta", [0.5, 1.0, 0.0])
+def test_fast_equals_loop_implementation(seed, ties, dtype, shape, delta):
+    s, t = _random_case(seed, ties=ties, dtype=dtype, shape=shape)
+    tol = dict(rtol=1e-9, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-7)
+    logits = s.clone().requires_grad_(True)
+    rank, sort = rank_sort_loss(logits, t, delta)
+    (rank + sort).backward()
+    r_ref, gr, s_ref, gs = rank_sort_loss_loop(s, t, delta)
+    torch.testing.assert_close(rank.double(), r_ref, **tol)
+    torch.testing.assert_close(sort.double(), s_ref, **tol)
+    torch.testing.assert_close(logits.grad.double().reshape(-1), gr + gs, **tol)
+    binary = torch.where(t > 0, torch.ones_like(t), t)
+    logits.grad = None
+    loss = ap_loss(logits, binary, delta)
+    loss.backward()
+    ref, g = ap_loss_loop(s, binary, delta)
+    torch.testing.assert_close(loss.double(), ref, **tol)
+    torch.testing.assert_close(logits.grad.double().reshape(-1), g, **tol)
+    logits.grad = None
+    e = (
+        torch.rand(
+            int((binary == 1).sum()), dtype=dtype, generator=torch.Generator().manual_seed(seed)
+        )
+        * 2
+    )
+    e.requires_grad_(True)
+    cls, loc = alrp_loss(logits, binary, e, delta)
+    (cls + loc).backward()
+    c_ref, gc, l_ref, gl = alrp_loss_loop(s, binary, e, delta)
+    torch.testing.assert_close(cls.double(), c_ref, **tol)
+    torch.testing.assert_close(logits.grad.double().reshape(-1), gc, **tol)
+    if not ties:  # with ties the hard order of the localisation part is implementation-defined
+        torch.testing.assert_close(loc.double(), l_ref, **tol)
+        torch.testing.assert_close(e.grad.double(), gl, **tol)
+
+
+def test_updates_sum_to_zero_and_respect_signs():
+    """Thesis Theorem 2: positive and negative updates have equal total magnitude."""
+    s, t = _random_case(7, n=2000, p=60, ignored=100)
+    logits = s.clone().requires_grad_(True)
+    binary = torch.where(t > 0, torch.ones_like(t), t)
+    for make in (
+        lambda: rank_sort_loss(logits, t)[0] + rank_sort_loss(logits, t)[1],
+        lambda: ap_loss(logits, binary),
+        lambda: alrp_loss(logits, binary, torch.rand(60, dtype=torch.float64))[0],
+    ):
+        logits.grad = None
+        make().backward()
+        g = logits.grad
+        assert abs(g.sum().item()) < 1e-12
+        assert (g[t == -1] == 0).all()  # ignored entries get exactly zero
+        assert g.abs().sum() > 0
+    assert (g[binary == 1] <= 0).all() and (g[binary == 0] >= 0).all()
+
+
+def test_pruned_negatives_get_exactly_zero():
+    s = torch.tensor([2.0, 1.0, 0.5, -0.4, -5.0, -9.0], requires_grad=True)
+    t = torch.tensor([1.0, 0.7, 0.0, 0.0, 0.0, 0.0])
+    r, so = rank_sort_loss(s, t, 0.5)
+    (r + so).backward()
+    # negatives below min positive logit (1.0) - delta (0.5) can never outrank a positive
+    assert s.grad[3:].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_weighted_sum_of_rs_outputs_gets_the_weighted_update():
+    s, t = _random_case(11)
+    logits = s.clone().requires_grad_(True)
+    rank, sort = rank_sort_loss(logits, t)
+    (0.3 * rank + 2.0 * sort).backward()
+    _, gr, _, gs = rank_sort_loss_loop(s, t)
+    torch.testing.assert_close(logits.grad, 0.3 * gr + 2.0 * gs, rtol=1e-9, atol=1e-13)
+    logits.grad = None
+    rank, _ = rank_sort_loss(logits, t)
+    rank.backward()  # the sorting output unused: only the ranking update
+    torch.testing.assert_close(logits.grad, gr, rtol=1e-9, atol=1e-13)
+
+
+def test_no_positive_gives_zero_loss_with_zero_gradient_in_the_graph():
+    s = torch.randn(50, requires_grad=True)
+    t = torch.zeros(50)
+    for out in (
+        ap_loss(s, t),
+        *rank_sort_loss(s, t),
+        *alrp_loss(s, t, torch.zeros(0, requires_grad=True)),
+    ):
+        assert out.item() == 0.0
+    (ap_loss(s, t) + sum(rank_sort_loss(s, t))).backward()
+    assert s.grad is not None and (s.grad == 0).all()
+
+
+def test_perfect_ranking_and_sorting_gives_zero_loss():
+    s = torch.tensor([5.0, 4.0, 3.0, -3.0, -4.0], requires_grad=True)
+    t = torch.tensor([0.9, 0.8, 0.6, 0.0, 0.0])
+    r, so = rank_sort_loss(s, t, 0.5)
+    assert r.item() == 0.0 and so.item() == pytest.approx(0.0, abs=1e-15)
+    assert ap_loss(s, (t > 0).float()).item() == 0.0
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: ap_loss(torch.zeros(3), torch.zeros(4)), "same shape"),
+        (lambda: ap_loss(torch.tensor([0.0, float("nan")]), torch.tensor([1.0, 0.0])), "finite"),
+        (lambda: ap_loss(torch.zeros(2), torch.tensor([0.5, 0.0])), "targets"),
+        (lambda: rank_sort_loss(torch.zeros(2), torch.tensor([1.5, 0.0])), "targets"),
+        (lambda: rank_sort_loss(torch.zeros(2), torch.tensor([1.0, 0.0]), delta=-1), "delta"),
+        (
+            lambda: alrp_loss(torch.zeros(3), torch.tensor([1.0, 1.0, 0.0]), torch.zeros(3)),
+            "loc_errors",
+        ),
+    ],
+)
+def test_bad_input_raises_clear_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_integer_logits_are_rejected():
+    with pytest.raises(TypeError, match="floating-point"):
+        ap_loss(torch.zeros(3, dtype=torch.int64), torch.zeros(3))
+
+
+def test_identity_update_from_primary_terms_matches_ap_loss():
+    """The dense primary-term form of the framework gives the same AP update as ap_loss."""
+    s, t = _random_case(5, n=60, p=6, ignored=0)
+    binary = torch.where(t > 0, torch.ones_like(t), t)
+    pos = torch.nonzero(binary == 1).flatten()
+    neg = binary == 0
+    H = torch.clamp((s[None, :] - s[pos, None]) / 2 + 0.5, 0, 1) * neg[None, :]
+    rank_pos = 1 + torch.clamp((s[pos][None, :] - s[pos][:, None]) / 2 + 0.5, 0, 1).sum(1) - 0.5
+    prec = rank_pos / (rank_pos + H.sum(1))
+    prec_int = torch.stack([prec[s[pos] <= s[i]].max() for i in pos])
+    primary = (1 - prec_int)[:, None] * H / H.sum(1, keepdim=True).clamp_min(1e-300)
+    _, grad = identity_update_from_primary_terms(primary, pos, len(pos))
+    logits = s.clone().requires_grad_(True)
+    ap_loss(logits, binary).backward()
+    # AP's own term -(1 - prec_int)/Z equals the primary terms given away when N_FP > 0
+    torch.testing.assert_close(logits.grad, grad, rtol=1e-10, atol=1e-14)
+
+
+def test_self_balance_weight_follows_the_epoch_ratio_and_resumes():
+    crit = ALRPLoss()
+    s, t = _random_case(3, n=200, p=10, ignored=0)
+    binary = torch.where(t > 0, torch.ones_like(t), t)
+    e = torch.full((10,), 0.4, dtype=torch.float64)
+    out = crit(s, binary, e)
+    assert out["sb_weight"].item() == 50.0
+    torch.testing.assert_close(out["loss"], out["cls"] + 50.0 * out["loc"])
+    crit(s, binary, e)
+    expected = (out["cls"].item() + out["loc"].item()) / out["loc"].item()
+    assert crit.end_epoch() == pytest.approx(expected)
+    clone = ALRPLoss()
+    clone.load_state_dict(crit.state_dict())
+    assert clone.sb_weight.item() == pytest.approx(expected)
+
+
+def test_value_balance_rescales_to_the_rs_value_and_keeps_gradients():
+    box = torch.tensor(2.0, requires_grad=True)
+    main = torch.tensor(0.5)
+    (balanced,) = value_balance(main, box * 3)
+    assert balanced.item() == pytest.approx(0.5)
+    balanced.backward()
+    assert box.grad.item() == pytest.approx(3 * 0.5 / 6.0)
+    s, t = _random_case(4)
+    out = RankSortLoss()(s, t, box * 1.0)
+    assert out["loss"].item() == pytest.approx(2 * (out["ranking"] + out["sorting"]).item())
+    assert APLoss()(s, torch.where(t > 0, torch.ones_like(t), t)).item() > 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA unavailable")
+def test_cuda_matches_cpu():
+    s, t = _random_case(9, n=5000, p=100)
+    cpu = rank_sort_loss(s, t)
+    gpu = rank_sort_loss(s.cuda(), t.cuda())
+    torch.testing.assert_close(gpu[0].cpu(), cpu[0])
+    torch.testing.assert_close(gpu[1].cpu(), cpu[1])
