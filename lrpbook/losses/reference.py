@@ -97,11 +97,12 @@ def alrp_loss_loop(
             grad[neg_idx] += g * h / nfp
     order = sorted(range(z), key=lambda p: -s[pos_idx[p]].item())  # descending logit, stable
     loc, running, loc_grad = 0.0, 0.0, torch.zeros(z, dtype=torch.float64)
-    for rank_pos, p in enumerate(order):
+    for p in order:  # from the top: each positive's running sum of e_loc over those at or above it
         running += e[p]
         loc += running / rank[p] / z
-        for q in order[: rank_pos + 1]:
-            loc_grad[q] += 1 / (rank[p] * z)
+    # d loc / d e_q = sum over positives at or below q of 1 / (rank z): a suffix sum in that order
+    inv = torch.tensor([1 / (rank[p].item() * z) for p in order], dtype=torch.float64)
+    loc_grad[torch.tensor(order)] = torch.flip(torch.cumsum(torch.flip(inv, [0]), 0), [0])
     return torch.as_tensor(cls), grad, torch.as_tensor(loc), loc_grad
 
 
