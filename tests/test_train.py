@@ -1,0 +1,124 @@
+"""Tests of lrpbook.train: config round trip, a synthetic run, exact resume, NaN stop, CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+from lrpbook.train import (
+    NonFiniteLossError,
+    TrainConfig,
+    engine,
+    load_config,
+    preset,
+    save_config,
+    train,
+)
+from lrpbook.train.cli import main
+
+
+def _cfg(model="rs_atss", **kw):
+    base = dict(synthetic_images=8, max_iters=6, ckpt_every=3, eval_at_end=False)
+    base.update(kw)
+    return preset(f"{model}_cpu", **base)
+
+
+def test_config_yaml_round_trip(tmp_path):
+    cfg = preset("rs_atss_r50_1x", max_iters=7, lr_steps=(3, 5))
+    path = save_config(cfg, tmp_path / "c.yaml")
+    assert load_config(path) == cfg
+    (tmp_path / "p.yaml").write_text("preset: rs_faster_rcnn_r50_1x\nbatch_size: 8\n")
+    loaded = load_config(tmp_path / "p.yaml")
+    assert loaded.model == "rs_faster_rcnn" and loaded.lr == 0.012 and loaded.batch_size == 8
+    assert loaded.epochs == 12 and loaded.lr_steps == (8, 11)
+    with pytest.raises(ValueError, match="unknown configuration keys"):
+        TrainConfig.from_dict({"modle": "rs_atss"})
+
+
+def test_lr_schedule_warmup_and_steps():
+    cfg = TrainConfig(warmup_iters=10, warmup_ratio=0.1, lr_steps=(2, 3), gamma=0.1)
+    f = engine._lr_factor(cfg, iters_per_epoch=100)
+    assert f(0) == pytest.approx(0.1)
+    assert f(5) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert f(150) == 1.0 and f(200) == pytest.approx(0.1) and f(300) == pytest.approx(0.01)
+
+
+def test_synthetic_run_writes_outputs_and_evaluates(tmp_path):
+    res = train(_cfg(eval_at_end=True, max_iters=8), tmp_path, progress=False)
+    assert res.iterations == 8
+    rows = list(csv.DictReader(open(tmp_path / "log.csv")))
+    assert len(rows) == 8 and "loss" in rows[0] and {"ranking", "sorting", "box"} <= set(rows[0])
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert "AP" in metrics and "oLRP" in metrics and 0 <= metrics["oLRP"] <= 1
+    assert (tmp_path / "thresholds.json").is_file() and (tmp_path / "last.pt").is_file()
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert state["iteration"] == 8
+
+
+@pytest.mark.parametrize("model", ["rs_atss", "alrp_retinanet"])
+def test_resume_reproduces_uninterrupted_run(tmp_path, model):
+    full = train(_cfg(model, max_iters=6), tmp_path / "a", progress=False)
+    train(_cfg(model, max_iters=3), tmp_path / "b", progress=False)
+    resumed = train(_cfg(model, max_iters=6), tmp_path / "b", resume=True, progress=False)
+    assert resumed.iterations == 6
+    sa, sb = full.model.state_dict(), resumed.model.state_dict()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+    if model == "alrp_retinanet":  # the self-balance weight was updated at the epoch ends
+        assert float(sb["alrp_loss.sb_weight"]) != 50.0
+    la = [r["loss"] for r in csv.DictReader(open(tmp_path / "a" / "log.csv"))]
+    lb = [r["loss"] for r in csv.DictReader(open(tmp_path / "b" / "log.csv"))]
+    assert la == lb
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    real = engine.build_model
+    calls = {"n": 0}
+
+    def poisoned(cfg, num_classes):
+        model = real(cfg, num_classes)
+        forward = model.forward
+
+        def fwd(images, targets=None):
+            out = forward(images, targets)
+            if model.training:
+                calls["n"] += 1
+                if calls["n"] == 5:
+                    out["ranking"] = out["ranking"] * float("nan")
+            return out
+
+        model.forward = fwd
+        return model
+
+    monkeypatch.setattr(engine, "build_model", poisoned)
+    with pytest.raises(NonFiniteLossError, match="iteration 5"):
+        train(_cfg(max_iters=8, ckpt_every=2), tmp_path, progress=False)
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert state["iteration"] == 4
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_cli_synthetic_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = main(
+        [
+            "--model",
+            "rs_atss",
+            "--synthetic",
+            "--max-iters",
+            "4",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
+    assert rc == 0
+    for name in ("log.csv", "last.pt", "metrics.json", "loss.png", "config.yaml"):
+        assert (out / name).is_file(), name
+    assert "oLRP" in capsys.readouterr().out
+    assert main(["--model", "rs_atss", "--out", str(tmp_path / "x")]) == 2  # no data given
