@@ -51,12 +51,14 @@ class IdentityUpdate(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, logits: Tensor, values: Tensor, updates: Tensor) -> Tensor:  # noqa: D102
+    def forward(ctx: Any, logits: Tensor, values: Tensor, updates: Tensor) -> Tensor:
+        """Return a copy of ``values`` and keep ``updates`` for the backward pass."""
         ctx.save_for_backward(updates)
         return values.clone()
 
     @staticmethod
-    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor, None, None]:  # noqa: D102
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor, None, None]:
+        """The identity update: ``sum_k grad_output[k] * updates[k]`` w.r.t. ``logits``."""
         (updates,) = ctx.saved_tensors
         shape = (-1,) + (1,) * (updates.dim() - 1)
         grad = (grad_output.reshape(shape).to(updates.dtype) * updates).sum(0)
