@@ -143,7 +143,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
     "rs_faster_rcnn_r50_1x": dict(model="rs_faster_rcnn", lr=0.012),
     "rs_mask_rcnn_r50_1x": dict(model="rs_mask_rcnn", lr=0.012),
-    "rs_atss_cpu": _cpu("rs_atss", 0.01),
+    "rs_atss_cpu": _cpu("rs_atss", 0.03),
     "focal_atss_cpu": _cpu("focal_atss", 0.01),
     "alrp_retinanet_cpu": _cpu("alrp_retinanet", 0.004, grad_clip=5.0),
     "rs_faster_rcnn_cpu": _cpu("rs_faster_rcnn", 0.01),
