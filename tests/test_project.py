@@ -86,7 +86,9 @@ def test_every_chapter_has_jupytext_front_matter_and_a_label():
         text = ch.read_text(encoding="utf-8")
         assert text.startswith("---\njupytext:"), f"{ch.name} lacks jupytext front matter"
         assert "format_name: myst" in text.split("---")[1]
-        assert re.search(r"^\(chap-[a-z0-9-]+\)=$", text, re.M), f"{ch.name} lacks a (chap-...)= label"
+        assert re.search(r"^\(chap-[a-z0-9-]+\)=$", text, re.M), (
+            f"{ch.name} lacks a (chap-...)= label"
+        )
         assert "matplotlib.use(" not in text, f"{ch.name} calls matplotlib.use()"
 
 
@@ -107,5 +109,36 @@ def test_public_names_are_taught_in_some_chapter(module):
     names = getattr(mod, "__all__", None)
     assert names is not None, f"{module} has no __all__"
     text = "\n".join(p.read_text(encoding="utf-8") for p in _chapters())
-    missing = [n for n in names if not re.search(rf"(?<![A-Za-z0-9_]){re.escape(n)}(?![A-Za-z0-9_])", text)]
+    missing = [
+        n for n in names if not re.search(rf"(?<![A-Za-z0-9_]){re.escape(n)}(?![A-Za-z0-9_])", text)
+    ]
     assert not missing, f"{module}: not shown or used in any chapter: {missing}"
+
+
+def test_wheel_builds_and_ships_data_files(tmp_path):
+    """``pip wheel .`` works offline and the wheel carries py.typed and the taxonomy table."""
+    import subprocess
+    import zipfile
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(REPO),
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (wheel,) = tmp_path.glob("lrpbook-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "lrpbook/py.typed" in names and "lrpbook/imbalance/taxonomy.csv" in names
+    assert not any(n.startswith(("tests/", "notebooks/", "benchmarks/")) for n in names)
