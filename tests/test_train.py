@@ -122,3 +122,27 @@ def test_cli_synthetic_run(tmp_path, capsys):
         assert (out / name).is_file(), name
     assert "oLRP" in capsys.readouterr().out
     assert main(["--model", "rs_atss", "--out", str(tmp_path / "x")]) == 2  # no data given
+
+
+def test_ddp_two_cpu_processes_with_torchrun(tmp_path):
+    """``torchrun --nproc_per_node=2 -m lrpbook.train`` on CPU (gloo): one log, gathered evaluation."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "lrpbook.train",
+           "--model", "rs_atss", "--synthetic", "--max-iters", "3", "--device", "cpu", "--out", str(out),
+           "--no-progress"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = list(csv.DictReader(open(out / "log.csv")))
+    assert [int(r["iteration"]) for r in rows] == [1, 2, 3]
+    dets = json.loads((out / "detections.json").read_text())
+    gt_ids = {
+        im["id"]
+        for im in json.loads((out / "data/val/annotations/instances_val.json").read_text())[
+            "images"
+        ]
+    }
+    assert {d["image_id"] for d in dets} <= gt_ids
+    assert "oLRP" in json.loads((out / "metrics.json").read_text())
