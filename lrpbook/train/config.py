@@ -19,28 +19,30 @@ __all__ = ["TrainConfig", "PRESETS", "preset", "load_config", "save_config"]
 class TrainConfig:
     """Everything a training run needs; defaults are the thesis' 1x schedule for RS-ATSS.
 
-    Attributes:
-        model: detector name of :func:`lrpbook.models.build`.
-        backbone: backbone name (``resnet50`` in the thesis; ``resnet18`` on CPU).
-        weights_backbone: ``None`` (random) or a torchvision weights name (``"DEFAULT"``: ImageNet).
-        model_options: extra keyword arguments of :func:`lrpbook.models.build`.
-        data_root: COCO-format folder; ``train_ann``/``train_images``/``val_ann``/``val_images`` are
-            relative to it (COCO 2017 layout by default).
-        synthetic: generate a small synthetic dataset (``lrpbook.data.make_synthetic_coco``) instead.
-        synthetic_images, synthetic_classes, image_size: its size (images per split, classes, pixels).
-        epochs: epochs of the schedule (12 = 1x); ``max_iters`` stops earlier when set.
-        batch_size: images per iteration over all processes (16 in the thesis, 4 per GPU on 4 GPUs).
-        lr, momentum, weight_decay: SGD (thesis: 0.008 RS-ATSS, 0.012 RS-R-CNN, 0.005 aLRP-ATSS).
-        warmup_iters, warmup_ratio: linear warm-up from ``lr * warmup_ratio`` (500 iterations, 0.001).
-        lr_steps: epochs after which the learning rate is multiplied by ``gamma`` (8 and 11 for 1x).
-        grad_clip: maximum gradient norm (35, mmdetection's setting for these detectors), ``None`` off.
-        amp: mixed precision on CUDA (ignored on CPU).
-        hflip: random horizontal flip (the thesis' only augmentation in the 1x setting).
-        num_workers: data-loader workers per process.
-        log_every, ckpt_every: logging and checkpoint periods in iterations.
-        eval_at_end, eval_every_epoch: evaluation with :func:`lrpbook.metrics.evaluate`.
-        seed: everything random derives from it (data order, flips, initialisation).
-        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+    The fields (all have defaults):
+
+    * ``model``: detector name of :func:`lrpbook.models.build`.
+    * ``backbone``: backbone name (``resnet50`` in the thesis; ``resnet18`` on CPU).
+    * ``weights_backbone``: ``None`` (random) or a torchvision weights name (``"DEFAULT"``: ImageNet).
+    * ``model_options``: extra keyword arguments of :func:`lrpbook.models.build`.
+    * ``data_root``: COCO-format folder; ``train_ann``/``train_images``/``val_ann``/``val_images`` are
+      relative to it (COCO 2017 layout by default).
+    * ``synthetic``: generate a small synthetic dataset (``lrpbook.data.make_synthetic_coco``) instead.
+    * ``synthetic_images``, ``synthetic_classes``, ``image_size``: its size (images per split, classes, pixels).
+    * ``epochs``: epochs of the schedule (12 = 1x); ``max_iters`` stops earlier when set.
+    * ``batch_size``: images per iteration over all processes (16 in the thesis, 4 per GPU on 4 GPUs).
+    * ``lr``, ``momentum``, ``weight_decay``: SGD (thesis: 0.008 RS-ATSS, 0.012 RS-R-CNN, 0.005 aLRP-ATSS).
+    * ``warmup_iters``, ``warmup_ratio``: linear warm-up from ``lr * warmup_ratio`` (500 iterations, 0.001).
+    * ``lr_steps``: epochs after which the learning rate is multiplied by ``gamma`` (8 and 11 for 1x).
+    * ``grad_clip``: maximum gradient norm (35, mmdetection's setting for these detectors), ``None`` off.
+    * ``amp``: mixed precision on CUDA (ignored on CPU).
+    * ``hflip``: random horizontal flip (the thesis' only augmentation in the 1x setting).
+    * ``num_workers``: data-loader workers per process.
+    * ``log_every``, ``ckpt_every``: logging and checkpoint periods in iterations.
+    * ``eval_at_end``, ``eval_every_epoch``: evaluation with :func:`lrpbook.metrics.evaluate` (the
+      per-epoch ``stats`` go to ``metrics_epochNNN.json``).
+    * ``seed``: everything random derives from it (data order, flips, initialisation).
+    * ``device``: ``"auto"``, ``"cpu"`` or ``"cuda"``.
     """
 
     model: str = "rs_atss"

@@ -42,13 +42,14 @@ class NonFiniteLossError(RuntimeError):
 class TrainResult:
     """What :func:`train` returns.
 
-    Attributes:
-        out_dir: the output folder (``log.csv``, ``last.pt``, ``metrics.json``, ``thresholds.json``,
-            ``loss.png``, ``config.yaml``).
-        iterations: iterations done in total (including those before a resume).
-        history: the rows of ``log.csv`` of this run (dicts of floats).
-        metrics: the evaluator's ``stats`` (``AP``, ``oLRP``, ...) or ``{}`` without evaluation.
-        model: the trained model (unwrapped from DDP), in eval mode.
+    Fields:
+
+    * ``out_dir``: the output folder (``log.csv``, ``last.pt``, ``metrics.json``, ``thresholds.json``,
+      ``loss.png``, ``config.yaml``).
+    * ``iterations``: iterations done in total (including those before a resume).
+    * ``history``: the rows of ``log.csv`` of this run (dicts of floats).
+    * ``metrics``: the evaluator's ``stats`` (``AP``, ``oLRP``, ...) or ``{}`` without evaluation.
+    * ``model``: the trained model (unwrapped from DDP), in eval mode.
     """
 
     out_dir: Path
@@ -479,6 +480,12 @@ def train(
                 hook = getattr(model, "end_epoch", None)
                 if hook is not None:
                     hook()
+                if cfg.eval_every_epoch and val_ds is not None and iteration < total:
+                    res = evaluate_model(model, val_ds, device)
+                    if res is not None:
+                        path = out_dir / f"metrics_epoch{epoch + 1:03d}.json"
+                        path.write_text(json.dumps(res.stats, indent=1))
+                    model.train()
             if cfg.ckpt_every and iteration % cfg.ckpt_every == 0:
                 save()
                 last_saved = iteration
