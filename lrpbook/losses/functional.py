@@ -32,7 +32,7 @@ import math
 import torch
 from torch import Tensor
 
-from lrpbook.losses._fast import SortedWeights, row_chunks, step
+from lrpbook.losses._fast import PositiveBreakpoints, SortedWeights, row_chunks, step
 from lrpbook.losses.identity_update import identity_update
 
 __all__ = ["ap_loss", "alrp_loss", "rank_sort_loss", "alrp_localisation_loss"]
@@ -81,13 +81,25 @@ def _h0(delta: float) -> float:
 
 
 def _ranks(s: Tensor, t: Tensor, pos: Tensor, delta: float):
-    """Positive logits, pruned negative mask and N_FP(i) plus sum_k H(x_ik) over positives."""
-    sp = s[pos]
-    neg = (t == 0) & (s >= sp.min() - delta)
-    sn = s[neg]
-    nfp = SortedWeights(sn).sum_step_above(sp, delta) if sn.numel() else torch.zeros_like(sp)
-    pos_above = SortedWeights(sp).sum_step_above(sp, delta)  # includes k = i with H(0)
-    return sp, neg, sn, nfp, pos_above
+    """The rank quantities of the positives and a function sharing their updates over the negatives.
+
+    Returns ``pos_idx`` (Tensor[P] flat indices), ``sp`` (Tensor[P] logits), ``nfp`` (Tensor[P]
+    :math:`N_{FP}(i)`), ``pos_above`` (Tensor[P] :math:`\\sum_{k \\in P} H(x_{ik})`, the self term
+    :math:`H(0)` included) and ``share``: ``share(w)`` (Tensor[N]) is
+    :math:`\\sum_i w_i H(x_{ij})` on every negative ``j`` and 0 elsewhere.
+    """
+    pos_idx = pos.nonzero().squeeze(1)  # [P]
+    sp = s[pos_idx]  # [P]
+    neg = t == 0  # [N]
+    kernel = PositiveBreakpoints(sp, delta)
+    bins = kernel.locate(s)  # [N] place of every logit among the positives' breakpoints
+    nfp = kernel.step_above(bins, s, neg)  # [P]; negatives below every breakpoint count 0 (pruned)
+    pos_above = SortedWeights(sp).sum_step_above(sp, delta)  # [P]
+
+    def share(w: Tensor) -> Tensor:
+        return torch.where(neg, kernel.weighted_step_below(bins, s, w), s.new_zeros(()))
+
+    return pos_idx, sp, nfp, pos_above, share
 
 
 def ap_loss(logits: Tensor, targets: Tensor, delta: float = 1.0) -> Tensor:
@@ -131,7 +143,7 @@ def ap_loss(logits: Tensor, targets: Tensor, delta: float = 1.0) -> Tensor:
     n_pos = int(pos.sum())
     if n_pos == 0:
         return _zero(logits, 1)[0]
-    sp, neg, sn, nfp, pos_above = _ranks(s, t, pos, delta)
+    pos_idx, sp, nfp, pos_above, share = _ranks(s, t, pos, delta)
     rank_pos = pos_above - _h0(delta) + 1.0
     prec = rank_pos / (rank_pos + nfp)
     order = torch.argsort(sp, stable=True)  # lowest logit first
@@ -139,11 +151,9 @@ def ap_loss(logits: Tensor, targets: Tensor, delta: float = 1.0) -> Tensor:
     prec_int[order] = torch.cummax(prec[order], 0).values
     err = 1.0 - prec_int
     z = float(n_pos)
-    grad = torch.zeros_like(s)
-    grad[pos] = -err / z
-    if sn.numel():
-        w = torch.where(nfp > 0, err / (nfp.clamp_min(1e-300) * z), torch.zeros_like(nfp))
-        grad[neg] = SortedWeights(sp, w).sum_step_below(sn, delta)
+    w = torch.where(nfp > 0, err / (nfp.clamp_min(1e-300) * z), torch.zeros_like(nfp))
+    grad = share(w)  # [N]: negative j receives sum_i err_i H(x_ij) / (N_FP(i) Z)
+    grad[pos_idx] = -err / z
     value = err.mean().reshape(1)
     out = identity_update(
         logits, value.to(logits.dtype), grad.reshape(1, *logits.shape).to(logits.dtype)
@@ -211,18 +221,16 @@ def alrp_loss(
         zero = _zero(logits, 1)[0]
         return zero, loc_errors.sum() * 0.0
     e = loc_errors.detach().to(torch.float64)
-    sp, neg, sn, nfp, pos_above = _ranks(s, t, pos, delta)
+    pos_idx, sp, nfp, pos_above, share = _ranks(s, t, pos, delta)
     h0 = _h0(delta)
     rank = pos_above - h0 + 1.0 + nfp
     cls_value = (nfp / rank).mean().reshape(1)
     loc_above = SortedWeights(sp, e).sum_step_above(sp, delta) - h0 * e  # sum_{k != i} H(x_ik) e_k
     gate = nfp > eps
     g_pos = torch.where(gate, -(nfp + loc_above) / (rank * n_pos), torch.zeros_like(nfp))
-    grad = torch.zeros_like(s)
-    grad[pos] = g_pos
-    if sn.numel():
-        w = torch.where(gate, -g_pos / nfp.clamp_min(1e-300), torch.zeros_like(nfp))
-        grad[neg] = SortedWeights(sp, w).sum_step_below(sn, delta)
+    w = torch.where(gate, -g_pos / nfp.clamp_min(1e-300), torch.zeros_like(nfp))
+    grad = share(w)  # [N]: negatives share -g_pos(i) in proportion to H(x_ij) / N_FP(i)
+    grad[pos_idx] = g_pos
     cls = identity_update(
         logits, cls_value.to(logits.dtype), grad.reshape(1, *logits.shape).to(logits.dtype)
     )[0]
@@ -310,36 +318,35 @@ def rank_sort_loss(
     if n_pos == 0:
         zero = _zero(logits, 2)
         return zero[0], zero[1]
-    y = t[pos]
-    sp, neg, sn, nfp, rank_pos = _ranks(s, t, pos, delta)  # rank_pos includes the self term H(0)
+    # rank_pos includes the self term H(0)
+    pos_idx, sp, nfp, rank_pos, share = _ranks(s, t, pos, delta)
+    y = t[pos_idx]  # [P] IoU targets
     rank = rank_pos + nfp
     l_rank = nfp / rank
     l_sort = SortedWeights(sp, 1.0 - y).sum_step_above(sp, delta) / rank_pos
+    z = float(n_pos)
+    # Ranking update: -l_R(i)/Z on positive i, shared over negatives by H(x_ij) / N_FP(i).
+    gate_r = nfp > eps
+    w = torch.where(gate_r, l_rank / (nfp.clamp_min(1e-300) * z), torch.zeros_like(nfp))
+    grad_rank = share(w)  # [N]
+    grad_rank[pos_idx] = torch.where(gate_r, -l_rank / z, torch.zeros_like(nfp))
+    # Sorting target and update: one chunked dense pass over positive pairs (rows i, columns k).
     target_sort = torch.empty_like(sp)
-    denom_lower = torch.empty_like(sp)
+    g_pos = torch.zeros_like(sp)
     for rows in row_chunks(n_pos, n_pos):
         h = step(sp[None, :] - sp[rows, None], delta)  # [c, P]: H(x_ik)
-        ge = y[None, :] >= y[rows, None]
-        hg = h * ge
-        target_sort[rows] = (hg * (1.0 - y)[None, :]).sum(1) / hg.sum(1)
-        denom_lower[rows] = (h * ~ge).sum(1)
+        h_ge = h * (y[None, :] >= y[rows, None])  # [c, P]: k with IoU >= y_i (i itself included)
+        h_lt = h - h_ge  # [c, P]: k with lower IoU, exactly h * (y_k < y_i)
+        target_sort[rows] = (h_ge @ (1.0 - y)) / h_ge.sum(1)
+        denom = h_lt.sum(1)  # [c]
+        err = l_sort[rows] - target_sort[rows]
+        gate_s = denom > eps
+        g_pos[rows] -= torch.where(gate_s, err / z, torch.zeros_like(err))
+        coef = torch.where(gate_s, err / (denom.clamp_min(1e-300) * z), torch.zeros_like(err))
+        g_pos += coef @ h_lt  # [P]: what the lower-IoU positives above i receive
     sort_err = l_sort - target_sort
-    z = float(n_pos)
-    grad_rank = torch.zeros_like(s)
     grad_sort = torch.zeros_like(s)
-    gate_r = nfp > eps
-    grad_rank[pos] = torch.where(gate_r, -l_rank / z, torch.zeros_like(nfp))
-    if sn.numel():
-        w = torch.where(gate_r, l_rank / (nfp.clamp_min(1e-300) * z), torch.zeros_like(nfp))
-        grad_rank[neg] = SortedWeights(sp, w).sum_step_below(sn, delta)
-    gate_s = denom_lower > eps
-    coef = torch.where(gate_s, sort_err / (denom_lower.clamp_min(1e-300) * z), torch.zeros_like(sp))
-    g_pos = torch.where(gate_s, -sort_err / z, torch.zeros_like(sp))
-    for rows in row_chunks(n_pos, n_pos):
-        h = step(sp[None, :] - sp[rows, None], delta)
-        lower = y[None, :] < y[rows, None]
-        g_pos = g_pos + (coef[rows, None] * h * lower).sum(0)
-    grad_sort[pos] = g_pos
+    grad_sort[pos_idx] = g_pos
     values = torch.stack([l_rank.mean(), sort_err.mean()]).to(logits.dtype)
     updates = torch.stack([grad_rank, grad_sort]).reshape(2, *logits.shape).to(logits.dtype)
     out = identity_update(logits, values, updates)

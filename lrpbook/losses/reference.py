@@ -46,23 +46,22 @@ def ap_loss_loop(logits: Tensor, targets: Tensor, delta: float = 1.0) -> tuple[T
         return s.new_zeros(()), grad
     z = len(pos_idx)
     prec = torch.zeros(z, dtype=torch.float64)
-    h_neg = []
     for p, i in enumerate(pos_idx):
         h_pos = smoothed_step(s[pos_idx] - s[i], delta)
         rank_pos = 1 + h_pos.sum() - h_pos[p]  # the positive itself counts exactly 1
         h = smoothed_step(s[neg_idx] - s[i], delta)
-        h_neg.append(h)
         prec[p] = rank_pos / (rank_pos + h.sum())
     loss = 0.0
-    for p, i in enumerate(pos_idx):
+    for i in pos_idx:
         lower = s[pos_idx] <= s[i]
         prec_int = prec[lower].max()  # interpolated precision
         err = 1 - prec_int
         loss += err / z
-        nfp = h_neg[p].sum()
+        h = smoothed_step(s[neg_idx] - s[i], delta)  # recomputed: O(N) memory, not O(P N)
+        nfp = h.sum()
         grad[i] -= err / z
         if nfp > 0:
-            grad[neg_idx] += err * h_neg[p] / (nfp * z)
+            grad[neg_idx] += err * h / (nfp * z)
     return torch.as_tensor(loss, dtype=torch.float64), grad
 
 
