@@ -18,6 +18,7 @@ from lrpbook.losses import (
     rank_sort_loss,
     value_balance,
 )
+from lrpbook.losses._fast import count_le
 from lrpbook.losses.reference import alrp_loss_loop, ap_loss_loop, rank_sort_loss_loop
 
 
@@ -312,3 +313,55 @@ def test_cuda_matches_cpu():
     gpu = rank_sort_loss(s.cuda(), t.cuda())
     torch.testing.assert_close(gpu[0].cpu(), cpu[0])
     torch.testing.assert_close(gpu[1].cpu(), cpu[1])
+
+
+@pytest.mark.parametrize("delta", [0.5, 1.0, 0.0])
+def test_fast_equals_loop_with_tied_logits_on_the_breakpoints(delta):
+    # logits on a 0.25 grid: ties among positives, among negatives, and negatives exactly at
+    # s_i - delta, s_i and s_i + delta, where H changes regime
+    g = torch.Generator().manual_seed(7)
+    n, p = 300, 40
+    s = torch.randint(-12, 8, (n,), generator=g).to(torch.float64) / 4
+    t = torch.zeros(n, dtype=torch.float64)
+    idx = torch.randperm(n, generator=g)
+    t[idx[:p]] = torch.randint(1, 5, (p,), generator=g).to(torch.float64) / 4
+    t[idx[p : p + 10]] = -1
+    logits = s.clone().requires_grad_(True)
+    rank, sort = rank_sort_loss(logits, t, delta)
+    (rank + sort).backward()
+    r_ref, gr, s_ref, gs = rank_sort_loss_loop(s, t, delta)
+    tol = dict(rtol=1e-10, atol=1e-13)
+    torch.testing.assert_close(torch.stack([rank, sort]), torch.stack([r_ref, s_ref]), **tol)
+    torch.testing.assert_close(logits.grad, gr + gs, **tol)
+    binary = torch.where(t > 0, torch.ones_like(t), t)
+    logits.grad = None
+    ap_loss(logits, binary, delta).backward()
+    torch.testing.assert_close(logits.grad, ap_loss_loop(s, binary, delta)[1], **tol)
+    logits.grad = None
+    e = torch.rand(p, dtype=torch.float64, generator=g)
+    alrp_loss(logits, binary, e, delta)[0].backward()
+    torch.testing.assert_close(logits.grad, alrp_loss_loop(s, binary, e, delta)[1], **tol)
+
+
+@pytest.mark.parametrize(
+    "b, x",
+    [
+        (torch.randn(500, dtype=torch.float64), torch.randn(10_000, dtype=torch.float64) * 3),
+        (  # ties, queries exactly on breakpoints and far outside
+            torch.randint(0, 6, (300,)).to(torch.float64) / 2,
+            torch.cat([torch.arange(-4, 8).to(torch.float64) / 2, torch.tensor([-1e9, 1e9])]),
+        ),
+        (  # one value repeated: falls back to searchsorted
+            torch.full((50,), 3.0, dtype=torch.float64),
+            torch.tensor([2.0, 3.0, 4.0], dtype=torch.float64),
+        ),
+        (  # large magnitudes, tiny spread: the grid would be too fine, falls back
+            1e8 + torch.arange(10, dtype=torch.float64) * 1e-6,
+            1e8 + torch.linspace(-1e-5, 2e-5, 101, dtype=torch.float64),
+        ),
+        (torch.empty(0, dtype=torch.float64), torch.randn(5, dtype=torch.float64)),
+    ],
+)
+def test_count_le_equals_searchsorted(b, x):
+    b = torch.sort(b).values
+    torch.testing.assert_close(count_le(b, x), torch.searchsorted(b, x, right=True))

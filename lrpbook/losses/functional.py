@@ -4,9 +4,11 @@ All three rank every entry of ``logits`` together (a detector's ``[anchors x cla
 whole batch, flattened row-major) and are optimised with the identity update of thesis Ch 6
 (:mod:`lrpbook.losses.identity_update`). The numbers reproduce the official implementations
 (kemaloksuz/aLRPLoss and kemaloksuz/RankSortLoss), quirks included; each quirk is listed in the
-function's ``Note``. The official code loops over positives (O(P·N)); here every sum over negatives is
-answered with sorting, binary search and prefix sums in O((N + P) log P) (:mod:`lrpbook.losses._fast`),
-and the RS sorting terms with a chunked dense pass over positive pairs (O(P^2) time, bounded memory).
+function's ``Note``. The official code loops over positives (O(P·N)). Here H is piecewise linear
+with breakpoints :math:`\\hat s_i \\pm \\delta` at the P positives, so every sum between positives
+and negatives comes from one search of each logit among those 2P breakpoints, two histograms and
+prefix sums: O(N log P + P log P), and the N logits are never sorted (:mod:`lrpbook.losses._fast`).
+The RS sorting terms use a chunked dense pass over positive pairs (O(P^2) time, bounded memory).
 
 Notation (thesis Ch 2): logits :math:`\\hat s`, :math:`x_{ik} = \\hat s_k - \\hat s_i`, smoothed step
 
