@@ -365,3 +365,13 @@ def test_fast_equals_loop_with_tied_logits_on_the_breakpoints(delta):
 def test_count_le_equals_searchsorted(b, x):
     b = torch.sort(b).values
     torch.testing.assert_close(count_le(b, x), torch.searchsorted(b, x, right=True))
+
+
+@pytest.mark.parametrize("module", ["functional", "modules", "identity_update"])
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+
+    mod = importlib.import_module(f"lrpbook.losses.{module}")
+    result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0

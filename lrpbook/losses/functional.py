@@ -137,8 +137,8 @@ def ap_loss(logits: Tensor, targets: Tensor, delta: float = 1.0) -> Tensor:
         >>> import torch
         >>> s = torch.tensor([2.0, 0.0, 1.5, -3.0], requires_grad=True)
         >>> loss = ap_loss(s, torch.tensor([1.0, 1.0, 0.0, 0.0]))
-        >>> round(loss.item(), 4)
-        0.25
+        >>> round(loss.item(), 4)  # precisions 1/1.25 and 2/3: errors 0.2 and 1/3
+        0.2667
     """
     s, t = _check(logits, targets, delta, "binary")
     pos = t == 1
@@ -311,8 +311,8 @@ def rank_sort_loss(
         >>> import torch
         >>> s = torch.tensor([3.0, 2.0, -2.0], requires_grad=True)
         >>> r, srt = rank_sort_loss(s, torch.tensor([0.5, 0.9, 0.0]))
-        >>> r.item(), round(srt.item(), 4)
-        (0.0, 0.2)
+        >>> r.item(), round(srt.item(), 4)  # negative pruned; sorting errors 0 and 0.55/1.5 - 0.1
+        (0.0, 0.1333)
     """
     s, t = _check(logits, targets, delta, "continuous")
     pos = t > 0

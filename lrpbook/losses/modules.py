@@ -28,6 +28,13 @@ def value_balance(main: Tensor, *others: Tensor) -> list[Tensor]:
     Returns:
         The rescaled ``others``: each has the value of ``main`` and the gradient of ``lambda_t * L_t``.
         A loss whose value is 0 is returned unchanged (its weight would be undefined).
+
+    Example:
+        >>> import torch
+        >>> box = torch.tensor(0.2, requires_grad=True)
+        >>> (scaled,) = value_balance(torch.tensor(0.8), box)
+        >>> round(scaled.item(), 6), torch.autograd.grad(scaled, box)[0].item()
+        (0.8, 4.0)
     """
     out = []
     for loss in others:
@@ -44,7 +51,8 @@ class APLoss(nn.Module):
         super().__init__()
         self.delta = delta
 
-    def forward(self, logits: Tensor, targets: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
+        """Return ``ap_loss(logits, targets, delta)`` (a scalar)."""
         return ap_loss(logits, targets, self.delta)
 
 
@@ -60,6 +68,16 @@ class ALRPLoss(nn.Module):
     Args:
         delta: smoothing of the step (default 1.0).
         sb_init: the weight of the first epoch (default 50, as in the thesis).
+
+    Example:
+        >>> import torch
+        >>> crit = ALRPLoss()
+        >>> s = torch.tensor([2.0, 0.5, 1.0, -3.0], requires_grad=True)
+        >>> out = crit(s, torch.tensor([1.0, 1.0, 0.0, 0.0]), torch.tensor([0.2, 0.4]))
+        >>> out["loss"].backward()
+        >>> w = crit.end_epoch()  # the ratio (cls + loc) / loc of this epoch's averages
+        >>> round(w, 4) == round((out["cls"].item() + out["loc"].item()) / out["loc"].item(), 4)
+        True
     """
 
     def __init__(self, delta: float = 1.0, sb_init: float = 50.0) -> None:
@@ -110,7 +128,8 @@ class RankSortLoss(nn.Module):
         super().__init__()
         self.delta = delta
 
-    def forward(self, logits: Tensor, targets: Tensor, *other_losses: Tensor) -> dict:  # noqa: D102
+    def forward(self, logits: Tensor, targets: Tensor, *other_losses: Tensor) -> dict:
+        """Return ``{"loss", "ranking", "sorting", "others"}`` (see the class docstring)."""
         ranking, sorting = rank_sort_loss(logits, targets, self.delta)
         main = ranking + sorting
         others = value_balance(main, *other_losses)
