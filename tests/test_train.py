@@ -146,3 +146,17 @@ def test_ddp_two_cpu_processes_with_torchrun(tmp_path):
     }
     assert {d["image_id"] for d in dets} <= gt_ids
     assert "oLRP" in json.loads((out / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize(
+    "model", ["rs_atss", "focal_atss", "alrp_retinanet", "rs_faster_rcnn", "rs_mask_rcnn"]
+)
+def test_every_model_trains_and_evaluates(tmp_path, model):
+    res = train(
+        _cfg(model, max_iters=2, synthetic_images=6, eval_at_end=True), tmp_path, progress=False
+    )
+    assert {"AP", "AP50", "oLRP", "oLRP_Loc", "oLRP_FP", "oLRP_FN"} <= set(res.metrics)
+    assert -1 <= res.metrics["AP"] <= 1 and 0 <= res.metrics["oLRP"] <= 1
+    if model == "rs_mask_rcnn":  # masks are encoded as RLE and evaluated too
+        segm = json.loads((tmp_path / "metrics_segm.json").read_text())
+        assert "oLRP" in segm and (tmp_path / "thresholds_segm.json").is_file()

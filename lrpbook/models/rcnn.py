@@ -143,8 +143,11 @@ class RSRoIHeads(RoIHeads):
         others = [box]
         if self.has_mask():
             mask_props, mask_idx, mask_lab = [], [], []
+            cap = getattr(self, "max_mask_proposals", None)
             for p, m, lb in zip(proposals, matched_idxs, labels):
-                keep = lb > 0
+                keep = torch.nonzero(lb > 0).squeeze(1)
+                if cap is not None:  # the thesis caps the mask head at 200 positives (GPU memory)
+                    keep = keep[: max(1, cap // len(proposals))]
                 mask_props.append(p[keep])
                 mask_idx.append(m[keep])
                 mask_lab.append(lb[keep])
@@ -197,6 +200,9 @@ def build_rs_rcnn(
     max_size: int = 1333,
     proposals_per_image: int = 1000,
     score_thresh: float = 0.05,
+    detections_per_img: int = 100,
+    mask_head_channels: int = 256,
+    max_mask_proposals: int | None = None,
     anchor_sizes: tuple[int, ...] = (32, 64, 128, 256, 512),
 ) -> FasterRCNN:
     """RS-R-CNN / RS-Mask R-CNN: torchvision's Faster/Mask R-CNN with RS Loss in both stages.
@@ -210,6 +216,10 @@ def build_rs_rcnn(
             test time (``m = 1000`` in the thesis, all of them, no sampling).
         score_thresh: score threshold of the detections (the thesis uses 0.40 with RS-R-CNN for
             speed; 0.05 keeps the low-score tail that COCO AP counts).
+        detections_per_img: detections kept per image after NMS (100, COCO's maximum).
+        mask_head_channels: channels of the four mask-head convolutions (256; fewer on CPUs).
+        max_mask_proposals: at most this many positives per batch train the mask head (``None``: all;
+            the thesis uses 200 to fit 16 GB GPUs).
         anchor_sizes: RPN anchor size per pyramid level (3 aspect ratios each).
 
     Returns:
@@ -231,6 +241,7 @@ def build_rs_rcnn(
         max_size=max_size,
         rpn_anchor_generator=anchors,
         box_score_thresh=score_thresh,
+        box_detections_per_img=detections_per_img,
     )
     old = model.rpn
     model.rpn = RSRegionProposalNetwork(
@@ -245,6 +256,12 @@ def build_rs_rcnn(
         0.7,
     )
     old = model.roi_heads
+    if masks and mask_head_channels != 256:
+        from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+
+        c = mask_head_channels
+        old.mask_head = MaskRCNNHeads(backbone.out_channels, [c, c, c, c], 1)
+        old.mask_predictor = MaskRCNNPredictor(c, c, num_classes + 1)
     heads = RSRoIHeads(
         old.box_roi_pool,
         old.box_head,
@@ -261,5 +278,6 @@ def build_rs_rcnn(
         mask_head=old.mask_head,
         mask_predictor=old.mask_predictor,
     )
+    heads.max_mask_proposals = max_mask_proposals
     model.roi_heads = heads
     return model

@@ -107,7 +107,9 @@ class TrainConfig:
 def _cpu(model: str, lr: float, **extra: Any) -> dict[str, Any]:
     opts = dict(fpn_channels=32, min_size=64, max_size=64)
     if model in ("rs_faster_rcnn", "rs_mask_rcnn"):
-        opts.update(proposals_per_image=128, anchor_sizes=(8, 16, 32, 64, 128))
+        opts.update(
+            proposals_per_image=128, anchor_sizes=(8, 16, 32, 64, 128), detections_per_img=20
+        )
     else:
         opts.update(strides=(8, 16, 32, 64, 128), num_convs=2)
         opts["anchor_scale"] = 2.0 if model == "focal_atss" else 1.5
@@ -149,7 +151,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     "focal_atss_cpu": _cpu("focal_atss", 0.01),
     "alrp_retinanet_cpu": _cpu("alrp_retinanet", 0.004, grad_clip=5.0),
     "rs_faster_rcnn_cpu": _cpu("rs_faster_rcnn", 0.01),
-    "rs_mask_rcnn_cpu": _cpu("rs_mask_rcnn", 0.01),
+    "rs_mask_rcnn_cpu": {
+        **_cpu("rs_mask_rcnn", 0.01),
+        "model_options": {
+            **_cpu("rs_mask_rcnn", 0.01)["model_options"],
+            "mask_head_channels": 32,
+            "max_mask_proposals": 32,
+        },
+    },
 }
 
 

@@ -219,19 +219,30 @@ def predict(
         images = [im.to(device) for im, _ in items]
         for (_, target), det in zip(items, model(images)):
             boxes = det["boxes"].float().cpu()
-            for box, score, label in zip(
-                boxes.tolist(), det["scores"].tolist(), det["labels"].tolist()
+            rles = _encode_masks(det["masks"]) if "masks" in det else None
+            for k, (box, score, label) in enumerate(
+                zip(boxes.tolist(), det["scores"].tolist(), det["labels"].tolist())
             ):
                 x1, y1, x2, y2 = box
-                out.append(
-                    {
-                        "image_id": int(target["image_id"]),
-                        "category_id": int(dataset.label_to_cat_id[int(label)]),
-                        "bbox": [x1, y1, x2 - x1, y2 - y1],
-                        "score": float(score),
-                    }
-                )
+                item = {
+                    "image_id": int(target["image_id"]),
+                    "category_id": int(dataset.label_to_cat_id[int(label)]),
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "score": float(score),
+                }
+                if rles is not None:
+                    item["segmentation"] = rles[k]
+                out.append(item)
     return out
+
+
+def _encode_masks(masks) -> list[dict]:
+    """Compressed RLEs (COCO results format) of mask probabilities ``[N, 1, H, W]`` thresholded at 0.5."""
+    from pycocotools import mask as mask_utils
+
+    binary = (masks[:, 0] > 0.5).cpu().numpy().astype(np.uint8)
+    rles = mask_utils.encode(np.asfortranarray(binary.transpose(1, 2, 0))) if len(binary) else []
+    return [{"size": r["size"], "counts": r["counts"].decode("ascii")} for r in rles]
 
 
 def evaluate_model(
@@ -242,7 +253,8 @@ def evaluate_model(
     Under DDP every process predicts its share of the images and process 0 gathers the detections
     and evaluates (the other processes return ``None``). With ``out_dir``, process 0 writes
     ``metrics.json`` (the evaluator's ``stats``), ``thresholds.json`` (LRP-optimal thresholds,
-    :func:`lrpbook.metrics.save_thresholds`) and ``detections.json``.
+    :func:`lrpbook.metrics.save_thresholds`) and ``detections.json``; for a model with masks also
+    ``metrics_segm.json`` and ``thresholds_segm.json`` (mask AP and oLRP).
 
     Returns:
         EvalResult | None: the evaluation (``.stats`` has ``AP`` and ``oLRP``).
@@ -258,11 +270,17 @@ def evaluate_model(
     if rank != 0:
         return None
     result = evaluate(dataset.coco.dataset, dets)
+    segm = None
+    if dets and "segmentation" in dets[0]:
+        segm = evaluate(dataset.coco.dataset, dets, "segm")
     if out_dir is not None:
         out_dir = Path(out_dir)
         (out_dir / "metrics.json").write_text(json.dumps(result.stats, indent=1))
         save_thresholds(result, out_dir / "thresholds.json")
         (out_dir / "detections.json").write_text(json.dumps(dets))
+        if segm is not None:
+            (out_dir / "metrics_segm.json").write_text(json.dumps(segm.stats, indent=1))
+            save_thresholds(segm, out_dir / "thresholds_segm.json")
     return result
 
 
