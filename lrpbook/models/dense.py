@@ -102,8 +102,10 @@ class DenseDetector(nn.Module):
     With ``loss="rs"`` (RS-ATSS, thesis Sec. 8.3-8.4) the classification logits of **all anchors x
     classes of the batch** are ranked together by Rank & Sort Loss; the target of a positive (its
     class at an anchor assigned to a box) is the IoU of its *decoded* prediction with the box
-    (detached), negatives get 0. The box loss is GIoU weighted by the positives' scores and rescaled
-    to the value of the RS Loss every iteration (value-based balancing, Sec. 8.3.3):
+    (detached), negatives get 0. The box loss is GIoU weighted by the positives' scores
+    :math:`s_i` (the anchor's largest class probability, detached: the score-based instance weighting
+    of thesis Table 8.1) and rescaled to the value of the RS Loss every iteration (value-based
+    balancing, Sec. 8.3.3):
 
     .. math::
 
