@@ -139,6 +139,8 @@ def ap_loss(logits: Tensor, targets: Tensor, delta: float = 1.0) -> Tensor:
         >>> loss = ap_loss(s, torch.tensor([1.0, 1.0, 0.0, 0.0]))
         >>> round(loss.item(), 4)  # precisions 1/1.25 and 2/3: errors 0.2 and 1/3
         0.2667
+
+    Taught in: chapter "Identity update" (``notebooks/05_identity_update.md``).
     """
     s, t = _check(logits, targets, delta, "binary")
     pos = t == 1
@@ -206,6 +208,16 @@ def alrp_loss(
         (:func:`alrp_localisation_loss`). Ties among positive logits are broken by flat position. The
         eps gate also blocks the share of gated positives to the negatives. With no positive both parts
         are 0 with zero gradients (the official code crashes).
+
+    Example:
+        >>> import torch
+        >>> s = torch.tensor([2.0, 0.0, 1.5, -3.0], requires_grad=True)
+        >>> e = torch.tensor([0.2, 0.4], requires_grad=True)  # one per positive, flat order
+        >>> cls, loc = alrp_loss(s, torch.tensor([1.0, 1.0, 0.0, 0.0]), e)
+        >>> round(cls.item(), 4), round(loc.item(), 4)  # ranks 1.25 and 3: (0.25/1.25 + 1/3) / 2
+        (0.2667, 0.18)
+
+    Taught in: chapter "aLRP Loss" (``notebooks/06_alrp_loss.md``).
     """
     s, t = _check(logits, targets, delta, "binary")
     pos = t == 1
@@ -255,6 +267,8 @@ def alrp_localisation_loss(loc_errors: Tensor, pos_logits: Tensor, ranks: Tensor
 
     Returns:
         Tensor[] scalar; 0 when there is no positive.
+
+    Taught in: chapter "aLRP Loss" (``notebooks/06_alrp_loss.md``).
     """
     n = loc_errors.numel()
     if n == 0:
@@ -313,6 +327,8 @@ def rank_sort_loss(
         >>> r, srt = rank_sort_loss(s, torch.tensor([0.5, 0.9, 0.0]))
         >>> r.item(), round(srt.item(), 4)  # negative pruned; sorting errors 0 and 0.55/1.5 - 0.1
         (0.0, 0.1333)
+
+    Taught in: chapter "Rank & Sort Loss" (``notebooks/07_rank_sort_loss.md``).
     """
     s, t = _check(logits, targets, delta, "continuous")
     pos = t > 0

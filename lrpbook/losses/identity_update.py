@@ -48,6 +48,8 @@ class IdentityUpdate(torch.autograd.Function):
     shape ``(K, *logits.shape)``: one update vector per output, so the backward of any weighted sum of
     the outputs is exact (the official RS Loss scales all of its update by the first output's upstream
     gradient only).
+
+    Taught in: chapter "Identity update" (``notebooks/05_identity_update.md``).
     """
 
     @staticmethod
@@ -75,6 +77,8 @@ def identity_update(logits: Tensor, values: Tensor, updates: Tensor) -> Tensor:
 
     Returns:
         Tensor[K]: equal to ``values``; its backward applies the identity update.
+
+    Taught in: chapter "Identity update" (``notebooks/05_identity_update.md``).
     """
     return IdentityUpdate.apply(logits, values.detach(), updates.detach())
 
@@ -103,6 +107,8 @@ def identity_update_from_primary_terms(
         >>> loss, grad = identity_update_from_primary_terms(L, torch.tensor([0]), 1.0)
         >>> loss.item(), grad.tolist()
         (0.75, [-0.75, 0.25, 0.5])
+
+    Taught in: chapter "Identity update" (``notebooks/05_identity_update.md``).
     """
     if primary.dim() != 2 or pos_index.shape != (primary.shape[0],):
         raise ValueError(

@@ -35,6 +35,8 @@ def value_balance(main: Tensor, *others: Tensor) -> list[Tensor]:
         >>> (scaled,) = value_balance(torch.tensor(0.8), box)
         >>> round(scaled.item(), 6), torch.autograd.grad(scaled, box)[0].item()
         (0.8, 4.0)
+
+    Taught in: chapter "Rank & Sort Loss" (``notebooks/07_rank_sort_loss.md``).
     """
     out = []
     for loss in others:
@@ -45,7 +47,10 @@ def value_balance(main: Tensor, *others: Tensor) -> list[Tensor]:
 
 
 class APLoss(nn.Module):
-    """:func:`~lrpbook.losses.ap_loss` as a module. Args: ``delta`` (default 1.0)."""
+    """:func:`~lrpbook.losses.ap_loss` as a module. Args: ``delta`` (default 1.0).
+
+    Taught in: chapter "Identity update" (``notebooks/05_identity_update.md``).
+    """
 
     def __init__(self, delta: float = 1.0) -> None:
         super().__init__()
@@ -78,6 +83,8 @@ class ALRPLoss(nn.Module):
         >>> w = crit.end_epoch()  # the ratio (cls + loc) / loc of this epoch's averages
         >>> round(w, 4) == round((out["cls"].item() + out["loc"].item()) / out["loc"].item(), 4)
         True
+
+    Taught in: chapter "aLRP Loss" (``notebooks/06_alrp_loss.md``).
     """
 
     def __init__(self, delta: float = 1.0, sb_init: float = 50.0) -> None:
@@ -122,6 +129,8 @@ class RankSortLoss(nn.Module):
 
     ``forward(logits, targets, *other_losses)`` returns ``{"loss", "ranking", "sorting", "others"}``
     where ``loss = ranking + sorting + sum(value_balance(ranking + sorting, *other_losses))``.
+
+    Taught in: chapter "Rank & Sort Loss" (``notebooks/07_rank_sort_loss.md``).
     """
 
     def __init__(self, delta: float = 0.5) -> None:

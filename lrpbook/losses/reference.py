@@ -18,7 +18,10 @@ __all__ = ["smoothed_step", "ap_loss_loop", "alrp_loss_loop", "rank_sort_loss_lo
 
 
 def smoothed_step(x: Tensor, delta: float) -> Tensor:
-    """H(x) of thesis Eq. (6.5): 0 below -delta, 1 above delta, linear in between; hard step if delta = 0."""
+    """H(x) of thesis Eq. (6.5): 0 below -delta, 1 above delta, linear in between; hard step if delta = 0.
+
+    Taught in: chapter "Identity update" (``notebooks/05_identity_update.md``).
+    """
     if delta == 0:
         return (x >= 0).to(x.dtype)
     return torch.clamp(x / (2 * delta) + 0.5, min=0, max=1)
@@ -39,6 +42,8 @@ def ap_loss_loop(logits: Tensor, targets: Tensor, delta: float = 1.0) -> tuple[T
 
     Returns:
         ``(loss, grad)``: a scalar and the update vector (Tensor[n], float64, flat order).
+
+    Taught in: chapter "Identity update" (``notebooks/05_identity_update.md``).
     """
     s, t, pos_idx, neg_idx = _setup(logits, targets, lambda t: t == 1, delta)
     grad = torch.zeros_like(s)
@@ -74,6 +79,8 @@ def alrp_loss_loop(
         ``(cls_loss, cls_grad, loc_loss, loc_grad)``: ``cls_grad`` is the update w.r.t. the logits
         (Tensor[n]); ``loc_grad`` the gradient of ``loc_loss`` w.r.t. ``loc_errors`` (Tensor[P]), ranks
         held constant; positives in flat order.
+
+    Taught in: chapter "aLRP Loss" (``notebooks/06_alrp_loss.md``).
     """
     s, t, pos_idx, neg_idx = _setup(logits, targets, lambda t: t == 1, delta)
     e = loc_errors.detach().reshape(-1).to(torch.float64)
@@ -112,6 +119,8 @@ def rank_sort_loss_loop(
 
     Returns:
         ``(ranking_loss, ranking_grad, sorting_loss, sorting_grad)``, updates as Tensor[n] float64.
+
+    Taught in: chapter "Rank & Sort Loss" (``notebooks/07_rank_sort_loss.md``).
     """
     s, t, pos_idx, neg_idx = _setup(logits, targets, lambda t: t > 0, delta)
     g_rank, g_sort = torch.zeros_like(s), torch.zeros_like(s)
