@@ -147,9 +147,21 @@ def _sample_bottom_right(gt: Tensor, t: float, tl: Tensor, generator) -> Tensor:
     hi = torch.stack([a + extra / (y2 - b), b + extra / (x2 - a)], 1)
     lo = torch.minimum(lo, hi)
     out = gt[2:].expand(len(tl), 2).clone()  # fallback: BR(B) is feasible for every accepted TL
-    todo = torch.arange(len(tl))
-    tl_t, lo_t, hi_t = tl, lo, hi
-    for _ in range(_ROUNDS):
+    # Two dense rounds over all boxes (no indexing: most boxes are accepted here), then compaction.
+    done = torch.zeros(len(tl), dtype=torch.bool)
+    for _ in range(2):
+        cand = _uniform(lo, hi, generator)
+        ok = (
+            (box_iou_pairwise(torch.cat([tl, cand], 1), gt) >= t)
+            & (cand[:, 0] > tl[:, 0])
+            & (cand[:, 1] > tl[:, 1])
+            & ~done
+        )
+        out = torch.where(ok[:, None], cand, out)
+        done |= ok
+    todo = (~done).nonzero().squeeze(1)
+    tl_t, lo_t, hi_t = tl[todo], lo[todo], hi[todo]
+    for _ in range(_ROUNDS - 2):
         if len(todo) == 0:
             break
         cand = _uniform(lo_t, hi_t, generator)
