@@ -39,6 +39,7 @@ __all__ = [
     "box_convert",
     "box_area",
     "box_iou",
+    "box_iou_aligned",
     "generalized_box_iou",
 ]
 
@@ -147,6 +148,65 @@ def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     _check_boxes(boxes1, "boxes1")
     _check_boxes(boxes2, "boxes2")
     return ops.box_iou(boxes1, boxes2)
+
+
+def _iou_aligned(a: Tensor, b: Tensor, eps: float = 0.0) -> Tensor:
+    """Row-wise IoU without validation (the fast path behind :func:`box_iou_aligned`)."""
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    lt = torch.maximum(a[..., :2], b[..., :2])
+    rb = torch.minimum(a[..., 2:], b[..., 2:])
+    wh = (rb - lt).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    union = area_a + area_b - inter
+    if eps > 0:
+        union = union.clamp_min(eps)
+    return inter / union
+
+
+def box_iou_aligned(boxes1: Tensor, boxes2: Tensor, *, eps: float = 0.0) -> Tensor:
+    """IoU of corresponding rows of two sets of ``xyxy`` boxes (thesis Eq. (2.2)).
+
+    Where :func:`box_iou` compares every box with every box (an ``N x M`` matrix), this compares
+    ``boxes1[i]`` with ``boxes2[i]`` only: the form that regression losses, assigners and the
+    Bounding Box Generator need. The arithmetic is torchvision's (intersection clamped at 0,
+    union = sum of the areas minus the intersection), so ``box_iou_aligned(a, b)`` equals the
+    diagonal of ``box_iou(a, b)`` bit for bit.
+
+    .. math::
+
+        \\mathrm{IoU}_i = \\frac{|B_i \\cap \\hat{B}_i|}{|B_i| + |\\hat{B}_i| - |B_i \\cap \\hat{B}_i|}
+
+    Args:
+        boxes1 (Tensor[N, 4], float): ``xyxy`` boxes.
+        boxes2 (Tensor[N, 4] or Tensor[1, 4], float): ``xyxy`` boxes, broadcast against ``boxes1``.
+        eps (float): lower clamp of the union (default 0: two empty boxes at the same place give
+            NaN, as in torchvision; detectors pass a small ``eps`` to get 0 instead).
+
+    Returns:
+        Tensor[N]: the IoU of each pair, in [0, 1].
+
+    Raises:
+        ValueError, TypeError: on malformed boxes (see :func:`box_convert`), or when the two
+            shapes do not broadcast.
+
+    Example:
+        >>> import torch
+        >>> a = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 2.0, 2.0]])
+        >>> b = torch.tensor([[5.0, 0.0, 15.0, 10.0], [0.0, 0.0, 2.0, 2.0]])
+        >>> box_iou_aligned(a, b)
+        tensor([0.3333, 1.0000])
+
+    Taught in: chapter "Detection basics and notation".
+    """
+    _check_boxes(boxes1, "boxes1")
+    _check_boxes(boxes2, "boxes2")
+    if boxes2.shape[0] not in (1, boxes1.shape[0]):
+        raise ValueError(
+            "`boxes1` and `boxes2` must have the same number of rows (or `boxes2` one row); "
+            f"got {boxes1.shape[0]} and {boxes2.shape[0]}"
+        )
+    return _iou_aligned(boxes1, boxes2, eps)
 
 
 def generalized_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
