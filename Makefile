@@ -34,7 +34,7 @@ $(STAMP): pyproject.toml Makefile
 	@touch $@
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check lrpbook tests benchmarks conftest.py
+	$(VENV)/bin/ruff check lrpbook tests benchmarks conftest.py book/cache_nbval.py
 
 # pytest exits 5 when it collects nothing: for the unit tests that is a failure, for the chapters
 # (a checkout without notebooks) it is not.
@@ -42,9 +42,13 @@ unit: $(STAMP)
 	MPLBACKEND=Agg $(PY) -m pytest tests -q -n $(JOBS) -p no:cacheprovider; \
 	  rc=$$?; if [ $$rc -eq 5 ]; then echo "no unit tests were collected"; exit 1; fi; exit $$rc
 
+# nbval writes the chapters it executed into $(NBVAL_EXPORT); `make book` reuses them (conftest.py,
+# book/cache_nbval.py), so `make test && make book` executes each chapter once.
 NB ?= notebooks
+NBVAL_EXPORT = $(BOOK_OUT)/.nbval
 nbval: $(STAMP)
-	$(PY) -m pytest $(NB) --nbval-lax --nbval-current-env -q -n $(JOBS) --dist loadfile \
+	@rm -rf $(NBVAL_EXPORT)
+	LRPBOOK_NBVAL_EXPORT=$(NBVAL_EXPORT) $(PY) -m pytest $(NB) --nbval-lax --nbval-current-env -q -n $(JOBS) --dist loadfile \
 	  -p no:cacheprovider; \
 	  rc=$$?; if [ $$rc -eq 5 ]; then echo "no chapters were collected"; exit 0; fi; exit $$rc
 
@@ -60,6 +64,7 @@ notebooks: $(STAMP)
 book: $(STAMP)
 	@rm -rf $(BOOK_OUT)/extra && mkdir -p $(BOOK_OUT)/extra/notebooks
 	@for f in notebooks/[0-9]*.md; do $(VENV)/bin/jupytext -q --to ipynb -o $(BOOK_OUT)/extra/notebooks/$$(basename $${f%.md}).ipynb $$f; done
+	$(PY) book/cache_nbval.py $(NBVAL_EXPORT) $(BOOK_OUT)/.jupyter_cache
 	$(VENV)/bin/jupyter-book build $(JB_ARGS) -W -n --keep-going
 	@echo "open $(BOOK_OUT)/html/index.html"
 
