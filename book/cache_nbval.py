@@ -26,11 +26,14 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+SOURCE_SUFFIXES = (".py", ".csv", ".json", ".yaml", ".yml")
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
 def _newest_source(chapter: Path, root: Path) -> float:
-    times = [p.stat().st_mtime for p in (root / "lrpbook").rglob("*") if p.is_file()]
+    # Sources only: caches that running the chapters writes (__pycache__, numba) do not count.
+    times = [p.stat().st_mtime for p in (root / "lrpbook").rglob("*")
+             if p.suffix in SOURCE_SUFFIXES and "__pycache__" not in p.parts]
     return max(times + [chapter.stat().st_mtime])
 
 
