@@ -55,8 +55,27 @@ def test_fig_3_11_table_is_reproduced():
     iou = ops.box_iou(FIG_3_11_PRED, FIG_3_11_GT[None])[:, 0]
     assert [round(v, 2) for v in iou.tolist()] == [0.94, 0.65, 0.51]
     assert im.l1_loss(diff).sum(1).tolist() == [1.0, 6.0, 10.0]
+    # the thesis' L2 column (0.50, 6.00, 14.00) is the halved squared error in every row
     assert im.l2_loss(diff).sum(1).tolist() == [0.5, 6.0, 14.0]
-    torch.testing.assert_close(im.iou_loss(FIG_3_11_PRED, FIG_3_11_GT.expand(3, 4)), 1 - iou)
+    assert (diff**2).sum(1).tolist() == [1.0, 12.0, 28.0]
+    tgt = FIG_3_11_GT.expand(3, 4)
+    torch.testing.assert_close(im.iou_loss(FIG_3_11_PRED, tgt, form="linear"), 1 - iou)
+    torch.testing.assert_close(im.iou_loss(FIG_3_11_PRED, tgt), -torch.log(iou))
+
+
+def test_iou_loss_default_is_the_thesis_log_form_and_disjoint_boxes_stay_finite():
+    pred = torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]], requires_grad=True)
+    tgt = torch.tensor([[5.0, 0.0, 15.0, 10.0], [0.0, 0.0, 10.0, 10.0]])
+    loss = im.iou_loss(pred, tgt)
+    assert loss[0].item() == pytest.approx(math.log(3))  # IoU 1/3 -> -ln(1/3)
+    assert loss[1].item() == pytest.approx(-math.log(1e-6))  # clamped at eps, not inf
+    loss.sum().backward()
+    assert torch.isfinite(pred.grad).all() and (pred.grad[1] == 0).all()
+    assert im.iou_loss(pred, tgt, form="linear")[0].item() == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="form"):
+        im.iou_loss(pred, tgt, form="square")
+    with pytest.raises(ValueError, match="eps"):
+        im.iou_loss(pred, tgt, eps=0.0)
 
 
 def test_fig_3_16_cross_entropy_at_initialisation_is_ln_81():
@@ -94,6 +113,7 @@ def test_iou_based_losses_equal_torchvision_and_order_correctly():
     torch.testing.assert_close(im.diou_loss(pred, tgt), ops.distance_box_iou_loss(pred, tgt))
     torch.testing.assert_close(im.ciou_loss(pred, tgt), ops.complete_box_iou_loss(pred, tgt))
     assert (im.iou_loss(pred, tgt).diff() > 0).all()  # worse boxes, larger loss
+    assert (im.iou_loss(pred, tgt, form="linear").diff() > 0).all()
 
 
 def test_retinanet_anchor_count_and_labels():
@@ -128,6 +148,49 @@ def test_hard_sampling_methods():
     iou = torch.rand(len(labels), generator=g) * 0.5
     neg = im.iou_balanced_sampling(iou, labels, 30, generator=g)
     assert len(neg) == 30 and (labels[neg] == 0).all() and len(set(neg.tolist())) == 30
+
+
+def test_table_3_1_hard_sampling_rows():
+    p = torch.cat([POS_P, NEG_P])
+    iou = torch.cat([POS_IOU, NEG_IOU])
+    labels = torch.tensor([1, 1, 0, 0, 0, 0])
+    ce = -torch.log(p)
+    # OHEM keeps three examples, one positive and two negatives, those of largest loss
+    assert sorted(im.ohem(ce, labels, 3).tolist()) == [1, 2, 3]
+    # SSD mines negatives only: mark the positives ignored
+    assert im.ohem(ce, torch.where(labels == 1, -1, labels), 2).tolist() == [2, 3]
+    # IoU-balanced sampling with K = 2 bins of [0, 0.5): the only negative of [0.25, 0.5)
+    # (IoU 0.35) is always drawn, the other one comes from [0, 0.25)
+    for seed in range(20):
+        g = torch.Generator().manual_seed(seed)
+        idx = im.iou_balanced_sampling(iou, labels, 2, num_bins=2, generator=g)
+        assert len(idx) == 2 and 2 in idx.tolist() and (iou[idx] < 0.5).all()
+        assert (labels[idx] == 0).all() and len(set(idx.tolist())) == 2
+
+
+def test_iou_balanced_sampling_refuses_a_budget_smaller_than_the_bins():
+    iou = torch.cat([POS_IOU, NEG_IOU])
+    labels = torch.tensor([1, 1, 0, 0, 0, 0])
+    with pytest.raises(ValueError, match="num_bins"):
+        im.iou_balanced_sampling(iou, labels, 2)  # default 3 bins, budget 2
+    with pytest.raises(ValueError, match="num_bins"):
+        im.iou_balanced_sampling(iou, labels, 4, num_bins=0)
+    # a budget that covers all negatives is not sampling at all: every negative is returned
+    assert im.iou_balanced_sampling(iou, labels, 10).tolist() == [2, 3, 4, 5]
+    assert im.iou_balanced_sampling(iou, labels, 0).tolist() == []
+
+
+def test_table_3_1_ghm_row_matches_the_thesis_where_the_window_definition_allows():
+    p = torch.cat([POS_P, NEG_P])
+    w32 = im.ghm_weights(1 - p, epsilon=0.4)
+    w64 = im.ghm_weights(1 - p.double(), epsilon=0.4)
+    torch.testing.assert_close(w32, w64)  # rounding of 1 - p does not move window edges
+    # thesis entries for p_s = 0.1, 0.6, 1.0 (negatives): 0.60, 1.2, 0.60
+    assert [round(v, 2) for v in w64[[2, 4, 5]].tolist()] == [0.6, 1.2, 0.6]
+    # p_s = 0.8, 0.2, 0.3: three gradients in a full window of length 0.4 -> 6 / (3 / 0.4)
+    torch.testing.assert_close(w64[[0, 1, 3]], torch.full((3,), 6 / (3 / 0.4), dtype=w64.dtype))
+    with pytest.raises(ValueError, match="epsilon"):
+        im.ghm_weights(1 - p, epsilon=0.0)
 
 
 def test_ghm_downweights_crowded_gradients():

@@ -22,22 +22,37 @@ def retinanet_anchors(
     scales: Sequence[float] = (1.0, 2 ** (1 / 3), 2 ** (2 / 3)),
     ratios: Sequence[float] = (0.5, 1.0, 2.0),
 ) -> Tensor:
-    """RetinaNet anchors :cite:`lin2017focal` for an image: 9 per position on pyramid levels P3-P7.
+    """RetinaNet anchors :cite:`lin2017focal` for an image: 9 per position on levels P3-P7.
 
-    At level ``l`` with stride ``s_l`` and base size ``a_l``, every cell centre ``((i + 1/2) s_l,
-    (j + 1/2) s_l)`` carries ``len(scales) * len(ratios)`` anchors of area ``(a_l c)^2`` and aspect ratio
-    ``h / w = r``. A 1333x800 image gets about 200k anchors.
+    At level ``l`` with stride :math:`s_l` and base size :math:`a_l`, every cell centre carries
+    ``len(scales) * len(ratios)`` anchors, one per scale :math:`c` and aspect ratio :math:`r`:
+
+    .. math::
+
+        \\Big(\\big(i + \\tfrac12\\big)s_l, \\big(j + \\tfrac12\\big)s_l\\Big), \\qquad
+        w = \\frac{a_l c}{\\sqrt r}, \\quad h = a_l c \\sqrt r .
+
+    A 1333x800 image gets 200,700 anchors (thesis Ch 1: "more than 150k").
 
     Args:
-        image_size: ``(width, height)`` in pixels.
-        strides, sizes: stride and base anchor size of each level.
-        scales, ratios: anchor scales and aspect ratios (height / width).
+        image_size (tuple[int, int]): ``(width, height)`` in pixels (default ``(1333, 800)``).
+        strides (Sequence[int]): stride of each level (default 8 to 128).
+        sizes (Sequence[float]): base anchor size of each level (default 32 to 512).
+        scales (Sequence[float]): anchor scales :math:`c` (default :math:`2^{0}, 2^{1/3}, 2^{2/3}`).
+        ratios (Sequence[float]): aspect ratios :math:`r = h / w` (default 0.5, 1, 2).
 
     Returns:
-        Tensor[A, 4]: ``xyxy`` anchors, level by level, row-major positions.
+        Tensor[A, 4], float32: ``xyxy`` anchors, level by level, row-major positions, the
+        ``len(scales) * len(ratios)`` shapes of a position consecutive.
 
     Raises:
         ValueError: if ``strides`` and ``sizes`` differ in length or the image size is not positive.
+
+    Example:
+        >>> retinanet_anchors((1333, 800)).shape
+        torch.Size([200700, 4])
+
+    Taught in: chapter "Imbalance problems in object detection".
     """
     if len(strides) != len(sizes):
         raise ValueError(
@@ -70,20 +85,35 @@ def label_anchors(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Label anchors by their best IoU with the ground truths (the RetinaNet rule).
 
-    Positive (1) if the best IoU is at least ``pos_iou``, negative (0) below ``neg_iou``, ignored (-1)
-    in between. With no ground truth every anchor is negative.
+    .. math::
+
+        s_i = \\begin{cases} 1, & \\max_g \\mathrm{IoU}(a_i, g) \\ge \\tau_+ \\\\
+        0, & \\max_g \\mathrm{IoU}(a_i, g) < \\tau_- \\\\ -1, & \\text{otherwise (ignored)}
+        \\end{cases}
+
+    With no ground truth every anchor is negative. Thesis Fig. 3.4 uses this rule with
+    :math:`\\tau_+ = 0.5`, :math:`\\tau_- = 0.4`.
 
     Args:
-        anchors (Tensor[A, 4]): ``xyxy`` anchors.
-        gt_boxes (Tensor[G, 4]): ``xyxy`` ground truths.
-        pos_iou, neg_iou: thresholds, ``0 < neg_iou <= pos_iou <= 1``.
+        anchors (Tensor[A, 4], float): ``xyxy`` anchors.
+        gt_boxes (Tensor[G, 4], float): ``xyxy`` ground truths.
+        pos_iou (float): :math:`\\tau_+` (default 0.5).
+        neg_iou (float): :math:`\\tau_-` (default 0.4), ``0 < neg_iou <= pos_iou <= 1``.
 
     Returns:
-        ``(labels, max_iou, matched)``: Int64Tensor[A] in {-1, 0, 1}, FloatTensor[A] and the index of the
-        best ground truth (Int64Tensor[A], -1 without ground truth).
+        ``(labels, max_iou, matched)``: Int64Tensor[A] in {-1, 0, 1}, FloatTensor[A] and the
+        index of the best ground truth (Int64Tensor[A], -1 without ground truth).
 
     Raises:
         ValueError: if the thresholds are out of order.
+
+    Example:
+        >>> import torch
+        >>> a = torch.tensor([[0.0, 0, 10, 10], [5.0, 0, 15, 10], [50.0, 50, 60, 60]])
+        >>> label_anchors(a, torch.tensor([[0.0, 0, 10, 10]]))[0].tolist()
+        [1, 0, 0]
+
+    Taught in: chapter "Imbalance problems in object detection".
     """
     if not 0 < neg_iou <= pos_iou <= 1:
         raise ValueError(
@@ -106,16 +136,29 @@ def label_anchors(
 def fpn_level(
     boxes: Tensor, k0: int = 4, canonical: float = 224.0, min_level: int = 2, max_level: int = 5
 ) -> Tensor:
-    """The FPN level of each RoI :cite:`lin2017fpn`: :math:`k = \\lfloor k_0 + \\log_2(\\sqrt{wh}/224) \\rfloor`.
+    """The FPN level of each RoI :cite:`lin2017fpn` (thesis Sec. 3.3, scale imbalance).
+
+    .. math::
+
+        k = \\min\\Big(k_{max}, \\max\\Big(k_{min},
+        \\Big\\lfloor k_0 + \\log_2 \\frac{\\sqrt{wh}}{224} \\Big\\rfloor\\Big)\\Big)
 
     Args:
-        boxes (Tensor[N, 4]): ``xyxy`` boxes.
-        k0: the level of a box of the canonical size.
-        canonical: the canonical size (224, the ImageNet input size).
-        min_level, max_level: clamp range.
+        boxes (Tensor[N, 4], float): ``xyxy`` boxes.
+        k0 (int): the level of a box of the canonical size (default 4).
+        canonical (float): the canonical size (default 224, the ImageNet input size).
+        min_level (int): lower clamp :math:`k_{min}` (default 2).
+        max_level (int): upper clamp :math:`k_{max}` (default 5).
 
     Returns:
         Int64Tensor[N]: levels in ``[min_level, max_level]``.
+
+    Example:
+        >>> import torch
+        >>> fpn_level(torch.tensor([[0.0, 0, 224, 224], [0.0, 0, 56, 56]])).tolist()
+        [4, 2]
+
+    Taught in: chapter "Imbalance problems in object detection".
     """
     size = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).clamp(min=1e-12).sqrt()
     k = torch.floor(k0 + torch.log2(size / canonical))

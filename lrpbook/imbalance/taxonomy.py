@@ -27,7 +27,18 @@ PROBLEMS: dict[str, tuple[str, ...]] = {
 
 @dataclass(frozen=True)
 class Method:
-    """One row of the taxonomy: a method and the imbalance problem it addresses."""
+    """One row of the taxonomy: a method and the imbalance problem it addresses.
+
+    Attributes:
+        method: the method's name as the thesis uses it.
+        venue: where it was published (e.g. ``"CVPR"``).
+        year: year of publication.
+        category: one of the keys of :data:`PROBLEMS`.
+        problem: one of the problems of that category.
+        approach: the kind of solution (e.g. hard sampling, loss function).
+
+    Taught in: chapter "Imbalance problems in object detection".
+    """
 
     method: str
     venue: str
@@ -44,7 +55,15 @@ def load_taxonomy() -> list[Method]:
         A list of :class:`Method` records, in the order of the CSV.
 
     Raises:
-        ValueError: if a row has an unknown category/problem pair or a malformed year (a corrupt install).
+        ValueError: if a row has an unknown category/problem pair or a malformed year (a corrupt
+            install); the message names the CSV line.
+
+    Example:
+        >>> rows = load_taxonomy()
+        >>> rows[0].category
+        'class'
+
+    Taught in: chapter "Imbalance problems in object detection".
     """
     text = resources.files("lrpbook.imbalance").joinpath("taxonomy.csv").read_text(encoding="utf-8")
     rows = []
@@ -74,7 +93,15 @@ def papers_per_problem_year(methods: list[Method] | None = None) -> dict[str, Co
         methods: records to count (default: :func:`load_taxonomy`).
 
     Returns:
-        ``{problem: Counter({year: count})}`` for every problem of :data:`PROBLEMS` (empty counters kept).
+        ``{problem: Counter({year: count})}`` for every problem of :data:`PROBLEMS` (empty
+        counters kept).
+
+    Example:
+        >>> counts = papers_per_problem_year()
+        >>> len(counts)
+        8
+
+    Taught in: chapter "Imbalance problems in object detection".
     """
     methods = load_taxonomy() if methods is None else methods
     out = {p: Counter() for problems in PROBLEMS.values() for p in problems}
