@@ -337,3 +337,21 @@ def test_impossible_constraints_raise_runtime_error():
     with pytest.raises(RuntimeError, match="too little room"):
         boxgen.generate_boxes(torch.tensor([0.0, 0.0, 10.0, 10.0]), 0.5, 2,
                               torch.Generator().manual_seed(0), iou_max=0.5 + 1e-12)
+
+
+def test_a_top_left_corner_on_its_boundary_still_gets_a_bottom_right_corner():
+    # IoU([-7, -7/18, 5, 1], [0, 0, 5, 1]) is exactly 0.3 in float64: the region of BR is one point
+    w, h, t, a, b = 5.0, 1.0, 0.3, -7.000000000000001, -0.38888888888888906
+    assert boxgen._iou(a, b, w, h, 0.0, 0.0, w, h) == t
+    c_lo, c_hi, d_lo, d_hi = boxgen._br_rect(w, h, t, a, b)
+    assert c_lo <= w <= c_hi and d_lo <= h <= d_hi  # the rectangle holds BR(B) despite rounding
+    st, rng = _tl_first_stats()
+    c, d, ok = boxgen._sample_br(w, h, t, a, b, rng, st)
+    assert ok and boxgen._iou(a, b, c, d, 0.0, 0.0, w, h) >= t
+
+
+@pytest.mark.parametrize("iou_min", [0.01, 0.05, 0.999])
+def test_extreme_thresholds_keep_the_guarantee(iou_min):
+    gt = torch.tensor([3.0, 4.0, 30.0, 9.0], dtype=torch.float64)
+    boxes = boxgen.generate_boxes(gt, iou_min, 3000, torch.Generator().manual_seed(0))
+    assert (_iou(boxes, gt) >= iou_min).all()
