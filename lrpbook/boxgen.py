@@ -746,6 +746,15 @@ def generate_prois(
         or any(b <= a for a, b in zip(edges, edges[1:]))
     ):
         raise ValueError(f"`iou_bins` must be increasing values in (0, 1); got {iou_bins!r}")
+    if image_size is not None:
+        width, height = _check_image_size(image_size)
+        outside = (gt_boxes[:, :2] < 0).any(1) | (gt_boxes[:, 2] > width) | (gt_boxes[:, 3] > height)
+        if outside.any():
+            row = int(outside.nonzero()[0, 0])
+            raise ValueError(
+                f"`gt_boxes` row {row} {gt_boxes[row].tolist()} lies outside the image of size "
+                f"(width, height) = {(width, height)}"
+            )
     weights = iou_distribution_weights(iou_distribution, len(edges))
     per_gt = fg_balanced_allocation(gt_labels, num_rois)
     gt_index = torch.repeat_interleave(torch.arange(len(gt_boxes)), per_gt)

@@ -355,3 +355,13 @@ def test_extreme_thresholds_keep_the_guarantee(iou_min):
     gt = torch.tensor([3.0, 4.0, 30.0, 9.0], dtype=torch.float64)
     boxes = boxgen.generate_boxes(gt, iou_min, 3000, torch.Generator().manual_seed(0))
     assert (_iou(boxes, gt) >= iou_min).all()
+
+
+def test_prois_name_the_ground_truth_outside_the_image_and_stay_inside_it():
+    gts = torch.tensor([[10.0, 10.0, 50.0, 30.0], [60.0, 20.0, 100.0, 90.0]])
+    with pytest.raises(ValueError, match=r"row 1 .* outside the image"):
+        boxgen.generate_prois(gts, torch.tensor([1, 2]), 8, image_size=(95, 95))
+    rois, _, idx = boxgen.generate_prois(gts, torch.tensor([1, 2]), 200, image_size=(101, 91),
+                                         generator=torch.Generator().manual_seed(0))
+    assert (rois[:, :2] >= 0).all() and (rois[:, 2] <= 101).all() and (rois[:, 3] <= 91).all()
+    assert (box_iou_aligned(rois, gts[idx].double()) >= 0.5).all()
