@@ -26,9 +26,9 @@ rectangle of its region, whose sides are the min and max bounds of thesis Tables
 A candidate is accepted when the IoU inequality holds, evaluated in float64 (the thesis traces the
 boundary as a polygon at steps of :math:`10^{-4}`; here membership is tested exactly). With these
 rectangles about half of the candidates of either step are accepted for :math:`T \\ge 0.3` (fewer for
-smaller :math:`T`), and the bottom-right step never accepts fewer than 45 % for :math:`T \\ge 0.3` or
-15 % for :math:`T \\ge 0.01`, whatever the top-left corner (measured in chapter "The Bounding Box
-Generator"). So no fallback is needed: a step that fails 1,000 times in a row restarts the whole box.
+smaller :math:`T`), and the bottom-right step accepts at least about 40 % for :math:`T \\ge 0.3` and
+15 % for :math:`T \\ge 0.01`, whatever the top-left corner (measured on grids of top-left
+corners; chapter "The Bounding Box Generator" shows the measurement for :math:`T \\ge 0.1`). So no fallback is needed: a step that fails 1,000 times in a row restarts the whole box.
 For step 1 that changes nothing (it only draws again from the same rectangle); for step 2 it changes
 the distribution by less than :math:`0.85^{1000} < 10^{-70}` in total variation (for
 :math:`T \\ge 0.01`). Finally every box is checked again on the
