@@ -66,6 +66,7 @@ __all__ = [
     "iou_distribution_weights",
     "fg_balanced_allocation",
     "generate_prois",
+    "generate_prois_batch",
     "ofb_probabilities",
     "ofb_sample",
 ]
@@ -733,12 +734,16 @@ def generate_prois(
     Raises:
         ValueError: on malformed boxes, labels of another length, or bins that are not increasing in (0, 1).
     """
-    gt_boxes = torch.as_tensor(gt_boxes, dtype=torch.float64)
-    gt_labels = torch.as_tensor(gt_labels)
-    if gt_boxes.dim() != 2 or gt_boxes.shape[1] != 4 or gt_labels.shape != (gt_boxes.shape[0],):
-        raise ValueError(
-            f"`gt_boxes` must be (G, 4) and `gt_labels` (G,); got {tuple(gt_boxes.shape)} and {tuple(gt_labels.shape)}"
-        )
+    sizes = None if image_size is None else [image_size]
+    return _prois([gt_boxes], [gt_labels], num_rois, iou_bins, iou_distribution, sizes, generator,
+                  names=["`gt_boxes`"])[0]
+
+
+def _prois(
+    gt_boxes, gt_labels, num_rois, iou_bins, iou_distribution, image_sizes, generator, names,
+    empty_ok=False,
+):
+    """Algorithm 2 for several images, with one call of the compiled generator for all of them."""
     edges = [float(v) for v in iou_bins]
     if (
         not edges
@@ -746,40 +751,130 @@ def generate_prois(
         or any(b <= a for a, b in zip(edges, edges[1:]))
     ):
         raise ValueError(f"`iou_bins` must be increasing values in (0, 1); got {iou_bins!r}")
-    if image_size is not None:
-        width, height = _check_image_size(image_size)
-        outside = (gt_boxes[:, :2] < 0).any(1) | (gt_boxes[:, 2] > width) | (gt_boxes[:, 3] > height)
-        if outside.any():
-            row = int(outside.nonzero()[0, 0])
-            raise ValueError(
-                f"`gt_boxes` row {row} {gt_boxes[row].tolist()} lies outside the image of size "
-                f"(width, height) = {(width, height)}"
-            )
+    if image_sizes is not None and len(image_sizes) != len(gt_boxes):
+        raise ValueError(
+            f"`image_sizes` must have one (width, height) per image ({len(gt_boxes)}); "
+            f"got {len(image_sizes)}"
+        )
     weights = iou_distribution_weights(iou_distribution, len(edges))
-    per_gt = fg_balanced_allocation(gt_labels, num_rois)
-    gt_index = torch.repeat_interleave(torch.arange(len(gt_boxes)), per_gt)
-    bins = (
-        torch.multinomial(weights, num_rois, replacement=True, generator=generator)
-        if num_rois
-        else gt_index
-    )
-    # one request per (ground truth, IoU bin), all generated in one batched call
     num_bins = len(edges)
-    request = gt_index * num_bins + bins
-    order = torch.argsort(request, stable=True)
-    counts = torch.bincount(request, minlength=len(gt_boxes) * num_bins)
     lower = torch.tensor(edges, dtype=torch.float64)
     upper = torch.tensor(edges[1:] + [math.inf], dtype=torch.float64)
-    rois = torch.empty(num_rois, 4, dtype=torch.float64)
-    rois[order] = generate_boxes_batched(
-        gt_boxes.repeat_interleave(num_bins, 0),
-        lower.repeat(len(gt_boxes)),
-        counts,
+    plans, req_boxes, req_lo, req_hi, req_counts, req_sizes = [], [], [], [], [], []
+    for i, (boxes, labels) in enumerate(zip(gt_boxes, gt_labels)):
+        name = names[i]
+        boxes = torch.as_tensor(boxes, dtype=torch.float64).detach().cpu()
+        labels = torch.as_tensor(labels)
+        if boxes.numel() == 0 and boxes.dim() <= 2:
+            boxes = boxes.reshape(0, 4)
+        if boxes.dim() != 2 or boxes.shape[1] != 4 or labels.shape != (boxes.shape[0],):
+            raise ValueError(
+                f"{name} must be (G, 4) and its labels (G,); got {tuple(boxes.shape)} and "
+                f"{tuple(labels.shape)}"
+            )
+        if image_sizes is not None:
+            width, height = _check_image_size(image_sizes[i])
+            outside = (boxes[:, :2] < 0).any(1) | (boxes[:, 2] > width) | (boxes[:, 3] > height)
+            if outside.any():
+                row = int(outside.nonzero()[0, 0])
+                raise ValueError(
+                    f"{name} row {row} {boxes[row].tolist()} lies outside the image of size "
+                    f"(width, height) = {(width, height)}"
+                )
+            req_sizes.append(torch.tensor([[width, height]]).expand(len(boxes) * num_bins, 2))
+        n_image = 0 if empty_ok and len(boxes) == 0 else num_rois
+        per_gt = fg_balanced_allocation(labels, n_image)
+        gt_index = torch.repeat_interleave(torch.arange(len(boxes)), per_gt)
+        bins = (
+            torch.multinomial(weights, n_image, replacement=True, generator=generator)
+            if n_image
+            else gt_index
+        )
+        # one request per (ground truth, IoU bin)
+        request = gt_index * num_bins + bins
+        plans.append((labels, gt_index, torch.argsort(request, stable=True)))
+        req_boxes.append(boxes.repeat_interleave(num_bins, 0))
+        req_lo.append(lower.repeat(len(boxes)))
+        req_hi.append(upper.repeat(len(boxes)))
+        req_counts.append(torch.bincount(request, minlength=len(boxes) * num_bins))
+    if not plans:
+        return []
+    generated = generate_boxes_batched(
+        torch.cat(req_boxes),
+        torch.cat(req_lo),
+        torch.cat(req_counts),
         generator,
-        iou_max=upper.repeat(len(gt_boxes)),
-        image_size=image_size,
+        iou_max=torch.cat(req_hi),
+        image_size=None if image_sizes is None else torch.cat(req_sizes),
     )
-    return rois, gt_labels[gt_index], gt_index
+    out, start = [], 0
+    for labels, gt_index, order in plans:
+        rois = torch.empty(len(gt_index), 4, dtype=torch.float64)
+        rois[order] = generated[start : start + len(gt_index)]
+        start += len(gt_index)
+        out.append((rois, labels[gt_index], gt_index))
+    return out
+
+
+def generate_prois_batch(
+    gt_boxes: Sequence[Tensor],
+    gt_labels: Sequence[Tensor],
+    num_rois: int = 32,
+    *,
+    iou_bins: Sequence[float] = (0.5, 0.6, 0.7, 0.8, 0.9),
+    iou_distribution: str | Sequence[float] = "uniform",
+    image_sizes: Sequence[tuple[float, float]] | None = None,
+    generator: torch.Generator | None = None,
+) -> list[tuple[Tensor, Tensor, Tensor]]:
+    """:func:`generate_prois` for every image of a batch, with one call of the generator.
+
+    Each image gets its own allocation and IoU bins exactly as :func:`generate_prois` draws them;
+    the boxes of all images are then generated by one :func:`generate_boxes_batched` call, which is
+    what a training step needs (one call per iteration instead of one per image or per ground truth).
+
+    .. math::
+
+        \\mathrm{RoIs}_i = \\mathrm{generatePRoI}(GTs_i, \\psi_{IoU}, W_{IoU}, RoINum),
+        \\quad i = 1, \\dots, \\text{batch size}.
+
+    Implements thesis Algorithm 2, batched over images.
+
+    Args:
+        gt_boxes (list of Tensor[G_i, 4], float): the ``xyxy`` ground truths of each image.
+        gt_labels (list of Tensor[G_i], int): their classes.
+        num_rois (int): positive RoIs per image (default 32, as in the thesis).
+        iou_bins (sequence of float): increasing lower edges of the IoU bins, in (0, 1).
+        iou_distribution (str or sequence of float): see :func:`iou_distribution_weights`.
+        image_sizes (list of (width, height), optional): keeps each image's RoIs inside it.
+        generator (torch.Generator, optional): for reproducibility.
+
+    Returns:
+        One ``(rois, labels, gt_index)`` per image, as :func:`generate_prois` returns them; an image
+        without ground truth gets no RoIs (empty tensors). With one image and the same generator
+        state the result equals :func:`generate_prois`'.
+
+    Raises:
+        ValueError: as :func:`generate_prois`, naming the image (``gt_boxes[i]``) and row, or when
+            the lists have different lengths.
+
+    Example:
+        >>> import torch
+        >>> boxes = [torch.tensor([[0.0, 0.0, 10.0, 10.0]]), torch.tensor([[5.0, 5.0, 40.0, 20.0]])]
+        >>> labels = [torch.tensor([1]), torch.tensor([3])]
+        >>> out = generate_prois_batch(boxes, labels, 8, generator=torch.Generator().manual_seed(0))
+        >>> [tuple(rois.shape) for rois, _, _ in out]
+        [(8, 4), (8, 4)]
+
+    Taught in: chapter "The Bounding Box Generator".
+    """
+    if len(gt_boxes) != len(gt_labels):
+        raise ValueError(
+            f"`gt_boxes` and `gt_labels` must have one entry per image; got {len(gt_boxes)} and "
+            f"{len(gt_labels)}"
+        )
+    names = [f"`gt_boxes[{i}]`" for i in range(len(gt_boxes))]
+    return _prois(gt_boxes, gt_labels, num_rois, iou_bins, iou_distribution, image_sizes,
+                  generator, names, empty_ok=True)
 
 
 def ofb_probabilities(labels: Tensor) -> Tensor:

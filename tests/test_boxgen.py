@@ -365,3 +365,32 @@ def test_prois_name_the_ground_truth_outside_the_image_and_stay_inside_it():
                                          generator=torch.Generator().manual_seed(0))
     assert (rois[:, :2] >= 0).all() and (rois[:, 2] <= 101).all() and (rois[:, 3] <= 91).all()
     assert (box_iou_aligned(rois, gts[idx].double()) >= 0.5).all()
+
+
+def test_prois_batch_equals_per_image_calls_for_one_image_and_keeps_every_image_apart():
+    gts = [torch.tensor([[10.0, 10.0, 50.0, 30.0], [60.0, 20.0, 100.0, 90.0]]),
+           torch.zeros(0, 4),
+           torch.tensor([[5.0, 5.0, 25.0, 45.0]])]
+    labels = [torch.tensor([1, 2]), torch.zeros(0, dtype=torch.int64), torch.tensor([7])]
+    one = boxgen.generate_prois(gts[0], labels[0], 40, generator=torch.Generator().manual_seed(3))
+    batch = boxgen.generate_prois_batch(gts[:1], labels[:1], 40,
+                                        generator=torch.Generator().manual_seed(3))
+    assert all(torch.equal(x, y) for x, y in zip(one, batch[0]))
+    out = boxgen.generate_prois_batch(gts, labels, 16, image_sizes=[(110, 95), (10, 10), (30, 50)],
+                                      generator=torch.Generator().manual_seed(4))
+    assert [len(r) for r, _, _ in out] == [16, 0, 16]  # no ground truth, no positive RoI
+    out = boxgen.generate_prois_batch([gts[0], gts[2]], [labels[0], labels[2]], 64,
+                                      image_sizes=[(110, 95), (30, 50)],
+                                      generator=torch.Generator().manual_seed(4))
+    for (rois, lab, idx), boxes, cls, size in zip(out, [gts[0], gts[2]], [labels[0], labels[2]],
+                                                  [(110, 95), (30, 50)]):
+        assert rois.shape == (64, 4) and torch.equal(lab, cls[idx])
+        assert (box_iou_aligned(rois, boxes[idx].double()) >= 0.5).all()
+        assert (rois[:, :2] >= 0).all() and (rois[:, 2] <= size[0]).all() and (rois[:, 3] <= size[1]).all()
+    with pytest.raises(ValueError, match=r"`gt_boxes\[1\]` row 0 .* outside the image"):
+        boxgen.generate_prois_batch([gts[0], gts[2]], [labels[0], labels[2]], 4,
+                                    image_sizes=[(110, 95), (20, 20)])
+    with pytest.raises(ValueError, match="one entry per image"):
+        boxgen.generate_prois_batch(gts, labels[:2], 4)
+    with pytest.raises(ValueError, match="image_sizes"):
+        boxgen.generate_prois_batch(gts[:1], labels[:1], 4, image_sizes=[(1, 1), (2, 2)])
