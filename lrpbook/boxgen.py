@@ -732,7 +732,18 @@ def generate_prois(
         ground truth each RoI was generated from) and Tensor[num_rois] (its index in ``gt_boxes``).
 
     Raises:
-        ValueError: on malformed boxes, labels of another length, or bins that are not increasing in (0, 1).
+        ValueError: on malformed boxes, labels of another length, bins that are not increasing in
+            (0, 1), a ground truth outside the image, or ``num_rois > 0`` without ground truth.
+
+    Example:
+        >>> import torch
+        >>> gts = torch.tensor([[10.0, 10.0, 50.0, 30.0], [60.0, 20.0, 100.0, 90.0]])
+        >>> rois, labels, idx = generate_prois(gts, torch.tensor([1, 2]), 32,
+        ...                                    generator=torch.Generator().manual_seed(0))
+        >>> rois.shape, labels.bincount().tolist()
+        (torch.Size([32, 4]), [0, 16, 16])
+
+    Taught in: chapter "The Bounding Box Generator".
     """
     sizes = None if image_size is None else [image_size]
     return _prois([gt_boxes], [gt_labels], num_rois, iou_bins, iou_distribution, sizes, generator,
