@@ -55,3 +55,22 @@ def test_install_note_is_inserted_once_at_the_top(tmp_path):
     assert cells[0]["cell_type"] == "markdown"
     assert "pip install" in first and "lrpbook" in first
     assert "".join(cells[1]["source"]) != first
+
+
+HTML = REPO / "book" / "_build" / "html"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=[c.stem for c in CHAPTERS])
+def test_built_chapter_page_offers_its_notebook_for_download(chapter):
+    """After ``make book``: the .ipynb lies beside the page, starts with the install note, and the
+    page's download menu links to it."""
+    page = HTML / "notebooks" / f"{chapter.stem}.html"
+    if not page.exists():
+        pytest.skip(f"no built page {page.relative_to(REPO)} (run `make book` first)")
+    nb = HTML / "notebooks" / f"{chapter.stem}.ipynb"
+    assert nb.exists(), f"{nb.relative_to(REPO)} is missing: the download link would be dead"
+    first = json.loads(nb.read_text(encoding="utf-8"))["cells"][0]
+    assert "pip install" in "".join(first["source"]), "the notebook lacks the install note"
+    html = page.read_text(encoding="utf-8")
+    assert f'href="{chapter.stem}.ipynb"' in html, "the page does not link its notebook"
+    assert "download-notebook-button" in html
