@@ -75,7 +75,7 @@ book: $(STAMP)
 # loaded, no JavaScript error, no request leaving the machine. Needs `make book` first and a
 # system Chromium (Debian: apt-get install chromium); skips with a message otherwise.
 browser-test: $(STAMP)
-	MPLBACKEND=Agg $(PY) -m pytest tests/test_book_browser.py -q -p no:cacheprovider -rs
+	MPLBACKEND=Agg $(PY) -m pytest tests/test_book_browser.py tests/test_book_pages.py -q -p no:cacheprovider -rs
 
 bench: $(STAMP)
 	@for b in benchmarks/*_speed.py benchmarks/train_step.py; do \
