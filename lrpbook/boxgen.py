@@ -27,11 +27,13 @@ A candidate is accepted when the IoU inequality holds, evaluated in float64 (the
 boundary as a polygon at steps of :math:`10^{-4}`; here membership is tested exactly). With these
 rectangles about half of the candidates of either step are accepted for :math:`T \\ge 0.3` (fewer for
 smaller :math:`T`), and the bottom-right step accepts at least about 40 % for :math:`T \\ge 0.3` and
-15 % for :math:`T \\ge 0.01`, whatever the top-left corner (measured on grids of top-left
-corners; chapter "The Bounding Box Generator" shows the measurement for :math:`T \\ge 0.1`). So no fallback is needed: a step that fails 1,000 times in a row restarts the whole box.
-For step 1 that changes nothing (it only draws again from the same rectangle); for step 2 it changes
-the distribution by less than :math:`0.85^{1000} < 10^{-70}` in total variation (for
-:math:`T \\ge 0.01`). Finally every box is checked again on the
+4 % for :math:`T \\ge 0.01` (measured on grids and random samples of top-left corners; chapter
+"The Bounding Box Generator" shows the measurement for :math:`T \\ge 0.1`; only corners within
+rounding error of their region's boundary, which step 1 practically never draws, accept less).
+So no fallback is needed: a step that fails 1,000 times in a row restarts the whole box.
+For step 1 that changes nothing (it only draws again from the same rectangle); for step 2, where the
+acceptance is at least 4 %, a restart happens with probability below
+:math:`0.96^{1000} < 10^{-17}` per box. Finally every box is checked again on the
 returned values (after a cast to float32 when the reference box is float32), with the floating-point
 operations of :func:`lrpbook.boxes._iou_aligned` in the same order (the tests check that both give
 the same bits); a box that fails an ``iou_max`` or image constraint is
@@ -72,7 +74,7 @@ __all__ = [
 ]
 
 _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
-_STEP_ROUNDS = 1000  # candidates per corner step before the box restarts (p < 0.85**1000)
+_STEP_ROUNDS = 1000  # candidates per corner step before the box restarts (see the module docstring)
 _BOX_TRIES = 10_000  # whole boxes per requested box against iou_max / the image before giving up
 
 
