@@ -9,12 +9,16 @@ import pytest
 import torch
 
 from lrpbook.train import (
+    PRESET_SOURCES,
+    PRESETS,
     NonFiniteLossError,
     TrainConfig,
     engine,
     load_config,
     preset,
+    preset_value,
     save_config,
+    scaled,
     train,
 )
 from lrpbook.train.cli import main
@@ -36,6 +40,64 @@ def test_config_yaml_round_trip(tmp_path):
     assert loaded.epochs == 12 and loaded.lr_steps == (8, 11)
     with pytest.raises(ValueError, match="unknown configuration keys"):
         TrainConfig.from_dict({"modle": "rs_atss"})
+
+
+def test_presets_hold_to_the_table_of_thesis_values():
+    """Every value of chapter 08's preset table is the value the preset trains with."""
+    full = [n for n in PRESETS if not n.endswith("_cpu")]
+    assert {n for n, _ in PRESET_SOURCES} == set(full)
+    for (name, key), (expected, source) in PRESET_SOURCES.items():
+        assert source, (name, key)
+        assert preset_value(name, key) == expected, (name, key)
+    # facts of the thesis checked independently of the table
+    assert (
+        preset_value("rs_atss_r50_1x", "MODELS.scales_per_octave")
+        * len(preset_value("rs_atss_r50_1x", "MODELS.aspect_ratios"))
+        == 3
+    )  # App L.2, line 4003: 3 anchors per location
+    assert preset("rs_faster_rcnn_r50_1x").lr == 0.012  # line 2956
+    assert preset_value("rs_faster_rcnn_r50_1x", "MODELS.rpn_weight") == 0.20  # line 2940
+    assert preset_value("rs_mask_rcnn_r50_1x", "model_options.score_thresh") == 0.40
+    assert all(preset(n).grad_clip is None for n in full)  # no clipping in any configuration
+    a500 = preset("alrp_retinanet_r50_100e_512")
+    assert (a500.batch_size, a500.lr, a500.epochs, a500.ssd_crop) == (32, 0.008, 100, 512)
+    assert preset("alrp_atss_r50_1x").lr == 0.005  # line 3000
+
+
+def test_cpu_presets_keep_the_thesis_detector_and_change_only_sizes():
+    for name in PRESETS:
+        if not name.endswith("_cpu"):
+            continue
+        cpu = preset(name)
+        assert cpu.grad_clip is None and cpu.backbone == "resnet18" and cpu.synthetic
+        assert cpu.model_options["min_size"] == cpu.image_size
+        full = [n for n in PRESETS if n.startswith(cpu.model) and not n.endswith("_cpu")][0]
+        for key in ("aspect_ratios", "scales_per_octave", "anchor_scale", "nms_thresh"):
+            if key in PRESETS[full]["model_options"]:
+                assert cpu.model_options[key] == PRESETS[full]["model_options"][key]
+
+
+def test_linear_scaling_rule():
+    cfg = scaled("rs_atss_r50_1x", 4)
+    assert cfg.batch_size == 4 and cfg.lr == pytest.approx(0.008 * 4 / 16)
+    assert scaled("alrp_retinanet_r50_100e_512", 8).lr == pytest.approx(0.002)
+
+
+def test_ssd_crops_keep_boxes_inside_and_are_reproducible():
+    g = torch.Generator()
+    img = torch.rand(3, 60, 90)
+    tgt = {
+        "boxes": torch.tensor([[10.0, 5, 40, 50], [50, 20, 85, 55]]),
+        "labels": torch.tensor([1, 2]),
+    }
+    for seed in range(20):
+        out, t = engine._ssd_augment(img, tgt, 32, g.manual_seed(seed))
+        out2, t2 = engine._ssd_augment(img, tgt, 32, g.manual_seed(seed))
+        assert out.shape == (3, 32, 32) and torch.equal(out, out2)
+        assert torch.equal(t["boxes"], t2["boxes"]) and len(t["boxes"]) == len(t["labels"])
+        b = t["boxes"]
+        assert ((b >= 0) & (b <= 32)).all() and (b[:, 2:] > b[:, :2]).all()
+    assert torch.equal(tgt["boxes"][0], torch.tensor([10.0, 5, 40, 50]))  # input untouched
 
 
 def test_lr_schedule_warmup_and_steps():
@@ -149,7 +211,8 @@ def test_ddp_two_cpu_processes_with_torchrun(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "model", ["rs_atss", "focal_atss", "alrp_retinanet", "rs_faster_rcnn", "rs_mask_rcnn"]
+    "model",
+    ["rs_atss", "focal_atss", "alrp_atss", "alrp_retinanet", "rs_faster_rcnn", "rs_mask_rcnn"],
 )
 def test_every_model_trains_and_evaluates(tmp_path, model):
     res = train(
