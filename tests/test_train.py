@@ -223,3 +223,59 @@ def test_every_model_trains_and_evaluates(tmp_path, model):
     if model == "rs_mask_rcnn":  # masks are encoded as RLE and evaluated too
         segm = json.loads((tmp_path / "metrics_segm.json").read_text())
         assert "oLRP" in segm and (tmp_path / "thresholds_segm.json").is_file()
+
+
+# ------------------------------------------------------------------ benchmark scripts
+def _script(name: str):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_spearman_and_true_positive_pairs_by_hand():
+    exp = _script("ranking_experiment")
+    assert exp.spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
+    assert exp.spearman([1, 2, 2, 3], [1, 2, 2, 3]) == pytest.approx(1.0)  # ties averaged
+    gt = {
+        "annotations": [
+            {"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10]},
+            {"image_id": 1, "category_id": 1, "bbox": [20, 20, 10, 10]},
+        ]
+    }
+    dets = [
+        {"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.9},
+        {"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 8], "score": 0.8},  # duplicate
+        {"image_id": 1, "category_id": 1, "bbox": [21, 20, 10, 10], "score": 0.5},
+        {"image_id": 1, "category_id": 2, "bbox": [0, 0, 10, 10], "score": 0.7},  # wrong class
+    ]
+    scores, ious = exp.true_positive_pairs(gt, dets)
+    assert scores == [0.9, 0.5] and ious == pytest.approx([1.0, 90 / 110])
+
+
+def test_ranking_experiment_script_runs_at_a_tiny_size(tmp_path):
+    exp = _script("ranking_experiment")
+    out = exp.main(["--tiny", "--seeds", "0", "--out", str(tmp_path / "r.csv")])
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("# ") and "UTC" in lines[0]
+    rows = list(csv.DictReader(lines[1:]))
+    assert [r["method"] for r in rows] == list(exp.METHODS)
+    for r in rows:
+        assert 0 <= float(r["oLRP"]) <= 1 and float(r["AP"]) <= 1
+
+
+def test_gpu_suite_runs_on_cpu_at_a_tiny_size(tmp_path):
+    suite = _script("gpu_suite")
+    rep = suite.main(["--tiny", "--repeats", "1", "--iters", "3", "--out", str(tmp_path / "g")])
+    assert rep["device"] == "cpu" and json.loads((tmp_path / "g").read_text()) == rep
+    for row in rep["a_loss_speed"]:
+        assert row["rs_s"] > 0 and row["rs_vs_focal"] == pytest.approx(row["rs_s"] / row["focal_s"])
+    assert rep["b_train_iteration"]["rs_atss_s"] > 0
+    assert rep["c_short_training"]["iterations"] == 3
+    assert suite.detector_logits() == 4 * 3 * 80 * sum(
+        -(-800 // s) * -(-1333 // s) for s in (8, 16, 32, 64, 128)
+    )

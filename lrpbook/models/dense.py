@@ -24,7 +24,7 @@ from torchvision.ops import (
 
 from lrpbook.boxes import _iou_aligned
 from lrpbook.boxes import box_iou_aligned as box_iou_aligned  # re-export (old import path)
-from lrpbook.losses import ALRPLoss, RankSortLoss
+from lrpbook.losses import ALRPLoss, RankSortLoss, rank_sort_loss, value_balance
 from lrpbook.models.assigners import atss_assign, max_iou_assign
 
 __all__ = ["DenseHead", "DenseDetector"]
@@ -153,6 +153,9 @@ class DenseDetector(nn.Module):
             (``None``: ``min_size``; 512 for aLRP Loss' 512 x 512 SSD-style crops, Table 7.1).
         min_box_size: detections narrower or lower than this (pixels) are removed before NMS
             (``torchvision.ops.remove_small_boxes``), so no degenerate box is ever returned.
+        sorting: with ``loss="rs"``, keep RS Loss' sorting term (True); False trains with the
+            ranking term alone (the ablation of thesis Sec. 8.5.1.1, "contribution of the
+            sorting error"), the box loss balanced to the ranking loss.
 
     Raises:
         ValueError: on an unknown ``loss`` or ``assigner``; in training, on malformed targets
@@ -189,6 +192,7 @@ class DenseDetector(nn.Module):
         atss_topk: int = 9,
         train_min_size: int | None = None,
         min_box_size: float = 1e-2,
+        sorting: bool = True,
     ) -> None:
         super().__init__()
         if loss not in _LOSSES:
@@ -224,6 +228,7 @@ class DenseDetector(nn.Module):
         self.topk_candidates = topk_candidates
         self.atss_topk = atss_topk
         self.min_box_size = min_box_size
+        self.sorting = sorting
         self.test_min_size = min_size
         self.train_min_size = min_size if train_min_size is None else train_min_size
 
@@ -287,6 +292,9 @@ class DenseDetector(nn.Module):
                 box_loss = (weights * giou).sum() / weights.sum().clamp_min(1e-12)
             else:
                 box_loss = box.sum() * 0.0
+            if not self.sorting:  # ablation of thesis Sec. 8.5.1.1: the ranking term alone
+                ranking, _ = rank_sort_loss(cls.float(), targets_rs, self.rs_loss.delta)
+                return {"ranking": ranking, "box": value_balance(ranking, box_loss)[0]}
             out = self.rs_loss(cls.float(), targets_rs, box_loss)
             return {"ranking": out["ranking"], "sorting": out["sorting"], "box": out["others"][0]}
         if self.loss_name == "alrp":
