@@ -66,6 +66,7 @@ FIELDS = [
     "oLRP_FN",
     "spearman",
     "n_tp",
+    "lr",
     "train_s",
 ]
 
@@ -138,11 +139,20 @@ def make_data(root: Path, seed: int, n_train: int, n_val: int, size: int) -> Non
     make_synthetic_coco(root / "val", num_images=n_val, seed=10_000 + seed, split="val", **common)
 
 
-def run_one(method: str, seed: int, data: Path, iters: int, size: int, workdir: Path) -> dict:
+def run_one(
+    method: str,
+    seed: int,
+    data: Path,
+    iters: int,
+    size: int,
+    workdir: Path,
+    lr: float | None = None,
+) -> dict:
     name, options = METHODS[method]
     base = preset(name)
     cfg = preset(
         name,
+        lr=base.lr if lr is None else lr,
         synthetic=False,
         data_root=str(data),
         train_ann="train/annotations/instances_train.json",
@@ -173,6 +183,7 @@ def run_one(method: str, seed: int, data: Path, iters: int, size: int, workdir: 
         image_size=size,
         spearman=spearman(np.array(s), np.array(i)),
         n_tp=len(s),
+        lr=cfg.lr,
         train_s=round(train_s, 1),
     )
     return row
@@ -189,10 +200,14 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument("--val-images", type=int, default=48)
     p.add_argument("--image-size", type=int, default=96)
     p.add_argument("--threads", type=int, default=1, help="torch threads (shared machines)")
+    p.add_argument(
+        "--lr", nargs="+", default=[], metavar="METHOD=LR", help="override a preset's lr"
+    )
     p.add_argument("--tiny", action="store_true", help="smoke-test size (2 iterations)")
     args = p.parse_args(argv)
     if args.tiny:
         args.iters, args.train_images, args.val_images, args.image_size = 2, 4, 4, 64
+    lrs = {k: float(v) for k, v in (item.split("=") for item in args.lr)}
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -203,7 +218,9 @@ def main(argv: list[str] | None = None) -> Path:
             data = tmp / f"data{seed}"
             make_data(data, seed, args.train_images, args.val_images, args.image_size)
             for method in args.methods:
-                row = run_one(method, seed, data, args.iters, args.image_size, tmp)
+                row = run_one(
+                    method, seed, data, args.iters, args.image_size, tmp, lrs.get(method)
+                )
                 row.update(train_images=args.train_images, val_images=args.val_images)
                 rows.append(row)
                 print(
