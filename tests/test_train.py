@@ -279,3 +279,14 @@ def test_gpu_suite_runs_on_cpu_at_a_tiny_size(tmp_path):
     assert suite.detector_logits() == 4 * 3 * 80 * sum(
         -(-800 // s) * -(-1333 // s) for s in (8, 16, 32, 64, 128)
     )
+
+
+def test_cli_scales_the_learning_rate_with_the_batch(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["--model", "rs_atss", "--synthetic", "--batch-size", "2", "--max-iters", "0"]
+    rc = main([*args, "--no-eval", "--device", "cpu", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    base = preset("rs_atss_cpu")
+    want = base.lr * 2 / base.batch_size
+    assert f"lr scaled linearly to {want:g}" in capsys.readouterr().err
+    assert load_config(out / "config.yaml").lr == pytest.approx(want)

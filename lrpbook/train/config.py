@@ -362,11 +362,31 @@ _src(
 
 
 def scaled(name: str, batch_size: int, **overrides: Any) -> TrainConfig:
-    """A preset at another total batch size, its learning rate scaled linearly.
+    r"""A preset at another total batch size, its learning rate scaled linearly.
 
     The linear scaling rule (Goyal et al. 2017, the "linear scheduling hypothesis" of thesis
-    App L.4): ``lr * batch_size / preset batch``; e.g. RS-ATSS on one GPU of 4 images trains
-    with ``0.008 * 4 / 16 = 0.002``.
+    App L.4):
+
+    .. math::
+
+        \mathrm{lr} = \mathrm{lr}_{preset} \cdot \frac{B}{B_{preset}}.
+
+    Args:
+        name: a key of :data:`PRESETS`.
+        batch_size: the total batch ``B`` (images per iteration over all processes).
+        **overrides: other :class:`TrainConfig` fields.
+
+    Returns:
+        TrainConfig: the preset with ``batch_size`` and the scaled ``lr``.
+
+    Raises:
+        ValueError: on an unknown preset or key.
+
+    Example:
+        >>> scaled("rs_atss_r50_1x", 4).lr  # one GPU of 4 images
+        0.002
+
+    Taught in: chapter "Detectors trained with ranking-based losses".
     """
     base = preset(name)
     lr = base.lr * batch_size / base.batch_size
@@ -376,9 +396,23 @@ def scaled(name: str, batch_size: int, **overrides: Any) -> TrainConfig:
 def preset_value(name: str, key: str) -> Any:
     """The value a preset trains with for a key of :data:`PRESET_SOURCES`.
 
-    ``key`` is a :class:`TrainConfig` field, ``model_options.NAME`` (the preset's option, else the
-    detector's default) or ``MODELS.NAME`` (the detector default of :data:`lrpbook.models.MODELS`
-    or of its builder's signature). Chapter 08 prints every value beside its source.
+    Args:
+        name: a key of :data:`PRESETS`.
+        key: a :class:`TrainConfig` field, ``model_options.NAME`` (the preset's option, else the
+            detector's default) or ``MODELS.NAME`` (the detector default of
+            :data:`lrpbook.models.MODELS` or of its builder's signature).
+
+    Returns:
+        The value (lists as tuples; ``delta=None`` resolved to 0.5 for RS, 1.0 for aLRP).
+
+    Raises:
+        ValueError: on an unknown preset; ``KeyError``/``AttributeError`` on an unknown key.
+
+    Example:
+        >>> preset_value("rs_atss_r50_1x", "MODELS.scales_per_octave")
+        3
+
+    Taught in: chapter "Detectors trained with ranking-based losses" (the preset table).
     """
     import inspect
 
