@@ -56,7 +56,7 @@ def test_presets_hold_to_the_table_of_thesis_values():
         == 3
     )  # App L.2, line 4003: 3 anchors per location
     assert preset("rs_faster_rcnn_r50_1x").lr == 0.012  # line 2956
-    assert preset_value("rs_faster_rcnn_r50_1x", "MODELS.rpn_weight") == 0.20  # line 2940
+    assert preset_value("rs_faster_rcnn_r50_1x", "MODELS.rpn_weight") == 0.20  # line 2944
     assert preset_value("rs_mask_rcnn_r50_1x", "model_options.score_thresh") == 0.40
     assert all(preset(n).grad_clip is None for n in full)  # no clipping in any configuration
     a500 = preset("alrp_retinanet_r50_100e_512")

@@ -286,7 +286,7 @@ _src(
         "MODELS.scales_per_octave": (3, "thesis App L.2 (l.4003); official config"),
         "MODELS.atss_topk": (9, "ATSSAssigner(topk=9), official config"),
         "MODELS.centerness": (False, "thesis l.2907"),
-        "MODELS.delta": (0.5, "thesis l.2919, Table P.1"),
+        "MODELS.delta": (0.5, "thesis l.2921, Table P.1"),
     },
 )
 _src(
@@ -325,7 +325,7 @@ for _name in ("rs_faster_rcnn_r50_1x", "rs_mask_rcnn_r50_1x"):
             "lr": (0.012, "thesis l.2956"),
             "model_options.score_thresh": (0.40, "thesis l.2956; official test_cfg"),
             "model_options.nms_thresh": (0.5, "mmdetection faster_rcnn_r50_fpn rcnn test_cfg"),
-            "MODELS.rpn_weight": (0.20, "thesis l.2940; head_weight=0.20, official config"),
+            "MODELS.rpn_weight": (0.20, "thesis l.2944; head_weight=0.20, official config"),
             "MODELS.proposals_per_image": (1000, "thesis l.2956 (m = 1000)"),
         },
     )
