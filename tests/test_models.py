@@ -7,9 +7,9 @@ import torch
 from torchvision.models.detection._utils import BoxCoder
 from torchvision.ops import box_iou
 
+from lrpbook.boxes import box_iou_aligned
 from lrpbook.losses import rank_sort_loss
 from lrpbook.models import MODELS, atss_assign, build, dice_loss, max_iou_assign
-from lrpbook.models.dense import box_iou_aligned
 from lrpbook.models.rcnn import _unit_decode
 
 TINY = dict(backbone="resnet18", fpn_channels=32, min_size=64, max_size=64)
@@ -140,8 +140,8 @@ def test_loss_finite_and_decreases_on_a_fixed_batch(name):
     model = build(name, 3, **opts)
     imgs, tgts = _batch(masks=masks, empty_second=False)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=0.01 if name != "alrp_retinanet" else 0.004, momentum=0.9)
-    track = "cls" if name == "alrp_retinanet" else None  # aLRP's loc part grows as ranks improve
+    opt = torch.optim.SGD(params, lr=0.004 if name.startswith("alrp") else 0.01, momentum=0.9)
+    track = "cls" if name.startswith("alrp") else None  # aLRP's loc part grows as ranks improve
     values = []
     for _ in range(12):
         losses = model(imgs, tgts)
@@ -183,3 +183,166 @@ def test_build_rejects_unknown_names():
         build("yolo", 3)
     with pytest.raises(ValueError, match="name"):
         build("rs_atss", 3, backbone="vgg16")
+
+
+# ------------------------------------------------------------------ presets of the thesis
+def test_rs_atss_has_three_anchors_per_location_as_the_thesis():
+    model = build("rs_atss", 3, **TINY)
+    # App L.2: one aspect ratio, three scales per octave -> 3 anchors per location
+    assert model.anchors_per_location == 3
+    sizes = model.anchor_generator.sizes[0]
+    assert len(sizes) == 3 and sizes[0] == 4.0 * 8  # octave base scale 4 at stride 8
+    assert model.anchor_generator.aspect_ratios[0] == (1.0,)
+    assert build("focal_atss", 3, **TINY).anchors_per_location == 1
+    assert build("alrp_retinanet", 3, **TINY).anchors_per_location == 6  # 3 ratios x 2 scales
+
+
+def test_atss_takes_topk_candidates_per_level_whatever_the_anchors_per_location():
+    # 3 anchors share each of 10 centres on one level; the thesis' ATSS takes 4 candidates, not 12
+    centres = torch.arange(10.0)[:, None].repeat(1, 2) * 10 + 5
+    anchors = torch.cat(
+        [torch.cat([centres - s, centres + s], 1) for s in (4.0, 5.0, 6.0)], 1
+    ).reshape(-1, 4)
+    gt = torch.tensor([[0.0, 0.0, 60.0, 60.0]])
+    seen = {}
+    orig = torch.Tensor.topk
+
+    def spy(self, k, *args, **kwargs):
+        seen.setdefault("k", k)
+        return orig(self, k, *args, **kwargs)
+
+    torch.Tensor.topk = spy
+    try:
+        atss_assign(anchors, [30], gt, topk=4)
+    finally:
+        torch.Tensor.topk = orig
+    assert seen["k"] == 4
+
+
+def test_rpn_losses_are_weighted_by_0_20():
+    torch.manual_seed(0)
+    model = build("rs_faster_rcnn", 3, **TINY, proposals_per_image=32)
+    assert model.rpn.head_weight == pytest.approx(0.20)
+    # sampling-free: the samplers' sizes exceed any number of examples
+    assert model.rpn.fg_bg_sampler.batch_size_per_image >= 10**9
+    assert model.roi_heads.fg_bg_sampler.batch_size_per_image >= 10**9
+    assert model.roi_heads.score_thresh == pytest.approx(0.40)
+    g = torch.Generator().manual_seed(0)
+    obj, deltas = torch.randn(50, 1, generator=g), torch.randn(50, 4, generator=g) * 0.1
+    labels = [torch.tensor([1.0] * 5 + [0.0] * 40 + [-1.0] * 5)]
+    regs = [torch.randn(50, 4, generator=g) * 0.1]
+    weighted = model.rpn.compute_loss(obj, deltas, labels, regs)
+    model.rpn.head_weight = 1.0
+    plain = model.rpn.compute_loss(obj, deltas, labels, regs)
+    for w, p in zip(weighted, plain):
+        assert w.item() == pytest.approx(0.2 * p.item(), rel=1e-6) and p.item() > 0
+
+
+def test_dice_loss_score_weighted_by_hand():
+    t = torch.ones(2, 1, 2)
+    logits = torch.tensor([[[50.0, 50.0]], [[50.0, -50.0]]])  # dice 1 and 2/3
+    w = torch.tensor([0.2, 0.6])
+    expected = (0.2 * 0.0 + 0.6 * (1 - 2 / 3)) / 0.8
+    assert dice_loss(logits, t, weights=w).item() == pytest.approx(expected, abs=1e-6)
+    assert dice_loss(logits, t).item() == pytest.approx((1 - 2 / 3) / 2, abs=1e-6)
+
+
+def test_rs_mask_rcnn_mask_loss_uses_the_scores(monkeypatch):
+    import lrpbook.models.rcnn as rcnn
+
+    seen = {}
+    orig = rcnn.dice_loss
+
+    def spy(logits, targets, eps=1e-6, weights=None):
+        seen["weights"] = weights
+        return orig(logits, targets, eps, weights)
+
+    monkeypatch.setattr(rcnn, "dice_loss", spy)
+    torch.manual_seed(0)
+    model = build("rs_mask_rcnn", 3, **TINY, proposals_per_image=32, mask_head_channels=8)
+    imgs, tgts = _batch(masks=True, empty_second=False)
+    model(imgs, tgts)
+    w = seen["weights"]
+    assert w is not None and w.numel() > 0 and ((w > 0) & (w < 1)).all()
+    assert not w.requires_grad
+
+
+# ---------------------------------------------------------------------------- corners
+def _degenerate_head(model):
+    """Make every prediction a confident box of zero width and height."""
+    with torch.no_grad():
+        model.head.box_deltas.weight.zero_()
+        model.head.box_deltas.bias.copy_(
+            torch.tensor([0.0, 0.0, -60.0, -60.0]).repeat(model.anchors_per_location)
+        )
+        model.head.cls_logits.weight.zero_()
+        model.head.cls_logits.bias.fill_(3.0)
+
+
+def test_predict_never_returns_degenerate_boxes():
+    torch.manual_seed(0)
+    model = build("rs_atss", 2, **TINY).eval()
+    _degenerate_head(model)
+    with torch.no_grad():
+        out = model([torch.rand(3, 64, 64)])[0]
+    assert out["boxes"].shape[0] == 0
+    model.min_box_size = 0.0  # the old behaviour: clamped, zero-area boxes came out
+    with torch.no_grad():
+        raw = model([torch.rand(3, 64, 64)])[0]["boxes"]
+    assert raw.shape[0] > 0 and ((raw[:, 2:] - raw[:, :2]) < 1e-2).all()
+
+
+def test_degenerate_ground_truth_is_reported_by_index():
+    model = build("rs_atss", 2, **TINY)
+    imgs, tgts = _batch(empty_second=False)
+    bad = [dict(tgts[0]), dict(tgts[1])]
+    bad[1]["boxes"] = torch.tensor([[4.0, 4, 4, 24]])
+    with pytest.raises(ValueError, match=r"box 0\) for target at index 1"):
+        model(imgs, bad)
+    bad[1]["boxes"] = torch.tensor([[4.0, 4, 30, 24]])
+    bad[1]["labels"] = torch.tensor([7])
+    with pytest.raises(ValueError, match=r"target 1: labels must be in 1\.\.2"):
+        model(imgs, bad)
+    with pytest.raises(ValueError, match="2 images but 1 targets"):
+        model(imgs, tgts[:1])
+
+
+def test_weights_backbone_from_a_local_file(tmp_path):
+    from torchvision.models import resnet18
+
+    from lrpbook.models import build_backbone
+
+    net = resnet18(weights=None)
+    path = tmp_path / "r18.pth"
+    torch.save({"state_dict": net.state_dict()}, path)
+    bb = build_backbone("resnet18", weights_backbone=str(path), fpn_channels=8)
+    assert torch.equal(bb.body.conv1.weight, net.conv1.weight)
+    missing = tmp_path / "nope.pth"
+    with pytest.raises(FileNotFoundError, match="nope.pth.*does not exist"):
+        build_backbone("resnet18", weights_backbone=str(missing))
+
+
+def test_weights_backbone_uses_the_hub_cache_and_explains_a_miss(tmp_path, monkeypatch):
+    import urllib.error
+
+    from torchvision.models import ResNet18_Weights, resnet18
+    from torchvision.models._api import WeightsEnum
+
+    from lrpbook.models import build_backbone
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+
+    def offline(self, *args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(WeightsEnum, "get_state_dict", offline)
+    with pytest.raises(FileNotFoundError, match="not in the torch hub cache at .*checkpoints"):
+        build_backbone("resnet18", weights_backbone="IMAGENET1K_V1")
+    net = resnet18(weights=None)
+    cache = tmp_path / "checkpoints"
+    cache.mkdir()
+    torch.save(net.state_dict(), cache / ResNet18_Weights.IMAGENET1K_V1.url.split("/")[-1])
+    bb = build_backbone("resnet18", weights_backbone="IMAGENET1K_V1", fpn_channels=8)
+    assert torch.equal(bb.body.layer1[0].conv1.weight, net.layer1[0].conv1.weight)
+    with pytest.raises(ValueError, match="unknown `weights_backbone`"):
+        build_backbone("resnet18", weights_backbone="IMAGENET9K")

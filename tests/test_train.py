@@ -9,12 +9,16 @@ import pytest
 import torch
 
 from lrpbook.train import (
+    PRESET_SOURCES,
+    PRESETS,
     NonFiniteLossError,
     TrainConfig,
     engine,
     load_config,
     preset,
+    preset_value,
     save_config,
+    scaled,
     train,
 )
 from lrpbook.train.cli import main
@@ -36,6 +40,64 @@ def test_config_yaml_round_trip(tmp_path):
     assert loaded.epochs == 12 and loaded.lr_steps == (8, 11)
     with pytest.raises(ValueError, match="unknown configuration keys"):
         TrainConfig.from_dict({"modle": "rs_atss"})
+
+
+def test_presets_hold_to_the_table_of_thesis_values():
+    """Every value of chapter 08's preset table is the value the preset trains with."""
+    full = [n for n in PRESETS if not n.endswith("_cpu")]
+    assert {n for n, _ in PRESET_SOURCES} == set(full)
+    for (name, key), (expected, source) in PRESET_SOURCES.items():
+        assert source, (name, key)
+        assert preset_value(name, key) == expected, (name, key)
+    # facts of the thesis checked independently of the table
+    assert (
+        preset_value("rs_atss_r50_1x", "MODELS.scales_per_octave")
+        * len(preset_value("rs_atss_r50_1x", "MODELS.aspect_ratios"))
+        == 3
+    )  # App L.2, line 4003: 3 anchors per location
+    assert preset("rs_faster_rcnn_r50_1x").lr == 0.012  # line 2956
+    assert preset_value("rs_faster_rcnn_r50_1x", "MODELS.rpn_weight") == 0.20  # line 2944
+    assert preset_value("rs_mask_rcnn_r50_1x", "model_options.score_thresh") == 0.40
+    assert all(preset(n).grad_clip is None for n in full)  # no clipping in any configuration
+    a500 = preset("alrp_retinanet_r50_100e_512")
+    assert (a500.batch_size, a500.lr, a500.epochs, a500.ssd_crop) == (32, 0.008, 100, 512)
+    assert preset("alrp_atss_r50_1x").lr == 0.005  # line 3000
+
+
+def test_cpu_presets_keep_the_thesis_detector_and_change_only_sizes():
+    for name in PRESETS:
+        if not name.endswith("_cpu"):
+            continue
+        cpu = preset(name)
+        assert cpu.grad_clip is None and cpu.backbone == "resnet18" and cpu.synthetic
+        assert cpu.model_options["min_size"] == cpu.image_size
+        full = [n for n in PRESETS if n.startswith(cpu.model) and not n.endswith("_cpu")][0]
+        for key in ("aspect_ratios", "scales_per_octave", "anchor_scale", "nms_thresh"):
+            if key in PRESETS[full]["model_options"]:
+                assert cpu.model_options[key] == PRESETS[full]["model_options"][key]
+
+
+def test_linear_scaling_rule():
+    cfg = scaled("rs_atss_r50_1x", 4)
+    assert cfg.batch_size == 4 and cfg.lr == pytest.approx(0.008 * 4 / 16)
+    assert scaled("alrp_retinanet_r50_100e_512", 8).lr == pytest.approx(0.002)
+
+
+def test_ssd_crops_keep_boxes_inside_and_are_reproducible():
+    g = torch.Generator()
+    img = torch.rand(3, 60, 90)
+    tgt = {
+        "boxes": torch.tensor([[10.0, 5, 40, 50], [50, 20, 85, 55]]),
+        "labels": torch.tensor([1, 2]),
+    }
+    for seed in range(20):
+        out, t = engine._ssd_augment(img, tgt, 32, g.manual_seed(seed))
+        out2, t2 = engine._ssd_augment(img, tgt, 32, g.manual_seed(seed))
+        assert out.shape == (3, 32, 32) and torch.equal(out, out2)
+        assert torch.equal(t["boxes"], t2["boxes"]) and len(t["boxes"]) == len(t["labels"])
+        b = t["boxes"]
+        assert ((b >= 0) & (b <= 32)).all() and (b[:, 2:] > b[:, :2]).all()
+    assert torch.equal(tgt["boxes"][0], torch.tensor([10.0, 5, 40, 50]))  # input untouched
 
 
 def test_lr_schedule_warmup_and_steps():
@@ -149,7 +211,8 @@ def test_ddp_two_cpu_processes_with_torchrun(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "model", ["rs_atss", "focal_atss", "alrp_retinanet", "rs_faster_rcnn", "rs_mask_rcnn"]
+    "model",
+    ["rs_atss", "focal_atss", "alrp_atss", "alrp_retinanet", "rs_faster_rcnn", "rs_mask_rcnn"],
 )
 def test_every_model_trains_and_evaluates(tmp_path, model):
     res = train(
@@ -160,3 +223,70 @@ def test_every_model_trains_and_evaluates(tmp_path, model):
     if model == "rs_mask_rcnn":  # masks are encoded as RLE and evaluated too
         segm = json.loads((tmp_path / "metrics_segm.json").read_text())
         assert "oLRP" in segm and (tmp_path / "thresholds_segm.json").is_file()
+
+
+# ------------------------------------------------------------------ benchmark scripts
+def _script(name: str):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_spearman_and_true_positive_pairs_by_hand():
+    exp = _script("ranking_experiment")
+    assert exp.spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
+    assert exp.spearman([1, 2, 2, 3], [1, 2, 2, 3]) == pytest.approx(1.0)  # ties averaged
+    gt = {
+        "annotations": [
+            {"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10]},
+            {"image_id": 1, "category_id": 1, "bbox": [20, 20, 10, 10]},
+        ]
+    }
+    dets = [
+        {"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.9},
+        {"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 8], "score": 0.8},  # duplicate
+        {"image_id": 1, "category_id": 1, "bbox": [21, 20, 10, 10], "score": 0.5},
+        {"image_id": 1, "category_id": 2, "bbox": [0, 0, 10, 10], "score": 0.7},  # wrong class
+    ]
+    scores, ious = exp.true_positive_pairs(gt, dets)
+    assert scores == [0.9, 0.5] and ious == pytest.approx([1.0, 90 / 110])
+
+
+def test_ranking_experiment_script_runs_at_a_tiny_size(tmp_path):
+    exp = _script("ranking_experiment")
+    out = exp.main(["--tiny", "--seeds", "0", "--out", str(tmp_path / "r.csv")])
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("# ") and "UTC" in lines[0]
+    rows = list(csv.DictReader(lines[1:]))
+    assert [r["method"] for r in rows] == list(exp.METHODS)
+    for r in rows:
+        assert 0 <= float(r["oLRP"]) <= 1 and float(r["AP"]) <= 1
+
+
+def test_gpu_suite_runs_on_cpu_at_a_tiny_size(tmp_path):
+    suite = _script("gpu_suite")
+    rep = suite.main(["--tiny", "--repeats", "1", "--iters", "3", "--out", str(tmp_path / "g")])
+    assert rep["device"] == "cpu" and json.loads((tmp_path / "g").read_text()) == rep
+    for row in rep["a_loss_speed"]:
+        assert row["rs_s"] > 0 and row["rs_vs_focal"] == pytest.approx(row["rs_s"] / row["focal_s"])
+    assert rep["b_train_iteration"]["rs_atss_s"] > 0
+    assert rep["c_short_training"]["iterations"] == 3
+    assert suite.detector_logits() == 4 * 3 * 80 * sum(
+        -(-800 // s) * -(-1333 // s) for s in (8, 16, 32, 64, 128)
+    )
+
+
+def test_cli_scales_the_learning_rate_with_the_batch(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["--model", "rs_atss", "--synthetic", "--batch-size", "2", "--max-iters", "0"]
+    rc = main([*args, "--no-eval", "--device", "cpu", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    base = preset("rs_atss_cpu")
+    want = base.lr * 2 / base.batch_size
+    assert f"lr scaled linearly to {want:g}" in capsys.readouterr().err
+    assert load_config(out / "config.yaml").lr == pytest.approx(want)

@@ -4,7 +4,8 @@
 
 - ``rs_atss``: ATSS with RS Loss, no centerness, value-based balancing (the thesis' headline, Ch 8);
 - ``focal_atss``: the same detector with Focal Loss, GIoU and centerness (baseline);
-- ``alrp_retinanet``: RetinaNet with aLRP Loss and self-balance (Ch 7);
+- ``alrp_retinanet``: RetinaNet with aLRP Loss and self-balance (Ch 7, Table 7.1);
+- ``alrp_atss``: ATSS with aLRP Loss (Table 8.4);
 - ``rs_faster_rcnn`` / ``rs_mask_rcnn``: sampling-free RS-R-CNN and RS-Mask R-CNN (Ch 8).
 
 Taught in: chapter "Detectors trained with ranking-based losses".
@@ -37,25 +38,47 @@ __all__ = [
 ]
 
 #: Default options of each detector (any of them can be overridden through ``build(**options)``).
+#: They are the thesis' configurations; chapter 08 tabulates them beside their sources.
 MODELS: dict[str, dict[str, Any]] = {
-    # RS-ATSS uses the anchor configuration of aLRP Loss (3 scales x 3 ratios, thesis Sec. 8.4)
+    # RS-ATSS: the anchor configuration of aLRP Loss for ranking-based losses (thesis Sec.
+    # 8.5.1.2, App L.2): one aspect ratio (1.0), octave base scale 4, 3 scales per octave, i.e.
+    # 3 anchors per location; ATSS top-k 9 per level; NMS IoU 0.6 (official configuration)
     "rs_atss": dict(
         loss="rs",
         assigner="atss",
         centerness=False,
         anchor_scale=4.0,
         scales_per_octave=3,
-        aspect_ratios=(0.5, 1.0, 2.0),
+        aspect_ratios=(1.0,),
+        nms_thresh=0.6,
     ),
-    "focal_atss": dict(loss="focal", assigner="atss", centerness=True),
+    # ATSS with Focal Loss: one anchor per location (octave base scale 8), centerness head
+    "focal_atss": dict(
+        loss="focal", assigner="atss", centerness=True, anchor_scale=8.0, nms_thresh=0.6
+    ),
+    # aLRP Loss on ATSS as in Table 8.4 (1x, 1333 x 800): the same anchors as RS-ATSS
+    "alrp_atss": dict(
+        loss="alrp",
+        assigner="atss",
+        centerness=False,
+        anchor_scale=4.0,
+        scales_per_octave=3,
+        aspect_ratios=(1.0,),
+        nms_thresh=0.6,
+    ),
+    # aLRPLoss500 of Table 7.1: RetinaNet, max-IoU assigner (0.5 / 0.4), 3 ratios x 2 scales
+    # (App L.2), NMS IoU 0.5 on the 1000 top-scoring detections (thesis Sec. 7.4)
     "alrp_retinanet": dict(
         loss="alrp",
         assigner="max_iou",
         centerness=False,
         anchor_scale=4.0,
-        scales_per_octave=3,
+        scales_per_octave=2,
         aspect_ratios=(0.5, 1.0, 2.0),
+        nms_thresh=0.5,
     ),
+    # RS-R-CNN (thesis Sec. 8.4.3, 8.5.1.1): RPN losses x 0.20, no sampling, sigmoid
+    # classifiers, m = 1000 proposals per image, NMS score threshold 0.40
     "rs_faster_rcnn": dict(masks=False),
     "rs_mask_rcnn": dict(masks=True),
 }
@@ -71,8 +94,8 @@ def build(
     """Build a detector of the thesis by name.
 
     Args:
-        name: one of :data:`MODELS` (``rs_atss``, ``focal_atss``, ``alrp_retinanet``,
-            ``rs_faster_rcnn``, ``rs_mask_rcnn``).
+        name: one of :data:`MODELS` (``rs_atss``, ``focal_atss``, ``alrp_atss``,
+            ``alrp_retinanet``, ``rs_faster_rcnn``, ``rs_mask_rcnn``).
         num_classes: foreground classes ``C`` (labels ``1..C``; 80 for COCO).
         backbone: one of :data:`~lrpbook.models.backbones.BACKBONES` (``"resnet50"``, the thesis'
             backbone; ``"resnet18"`` for CPU runs).

@@ -38,9 +38,11 @@ def atss_assign(
         anchors (Tensor[N, 4], float): ``xyxy`` anchors of one image, level by level.
         num_anchors_per_level (list[int]): how many of ``anchors`` each level holds (sums to N).
         gt_boxes (Tensor[G, 4], float): ``xyxy`` ground-truth boxes (``G = 0`` allowed).
-        topk: candidates per level (9, as in ATSS).
-        anchors_per_location: anchors sharing a centre (the candidates per level are
-            ``topk * anchors_per_location``).
+        topk: candidates per level (9, as in ATSS and the thesis' configurations).
+        anchors_per_location: multiplies the candidates per level (``topk * anchors_per_location``).
+            Default 1: the ATSS assigner of the thesis' configurations takes ``topk`` anchors per
+            level however many anchors share a location; :class:`~lrpbook.models.DenseDetector`
+            uses 1.
 
     Returns:
         ``(matched, iou)``: Int64Tensor[N], the index of the assigned box or ``-1`` for a negative,

@@ -5,8 +5,12 @@ Taught in: chapter "Detectors trained with ranking-based losses".
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import torch
 from torch import nn
-from torchvision.models import mobilenet_v3_large, resnet
+from torchvision.models import get_model_weights, mobilenet_v3_large, resnet
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.ops import misc as misc_nn_ops
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
@@ -30,8 +34,12 @@ def build_backbone(
 
     Args:
         name: one of :data:`BACKBONES`. Default ``"resnet50"``.
-        weights_backbone: ``None`` (default, random initialisation, nothing is downloaded) or a
-            torchvision weights name such as ``"DEFAULT"`` (ImageNet weights, downloaded once).
+        weights_backbone: ``None`` (default, random initialisation, nothing is downloaded); a
+            torchvision weights name such as ``"IMAGENET1K_V1"`` (the ImageNet weights that the
+            thesis' configurations load, ``torchvision://resnet50``) or ``"DEFAULT"``, read from
+            the torch hub cache (``torch.hub.get_dir()/checkpoints``) and downloaded there once if
+            missing; or the path of a local ``.pth`` file (a state dict of the torchvision
+            network, optionally under a ``"state_dict"`` or ``"model"`` key).
         fpn_channels: channels of every pyramid level (256 in the thesis; smaller for CPU runs).
         extra: ``"p6p7"`` (RetinaNet/ATSS: levels P3-P7 from C3-C5) or ``"maxpool"`` (Faster/Mask
             R-CNN: P2-P6 from C2-C5).
@@ -43,7 +51,10 @@ def build_backbone(
         with ``out_channels == fpn_channels``.
 
     Raises:
-        ValueError: on an unknown ``name`` or ``extra``.
+        ValueError: on an unknown ``name`` or ``extra``, or an unknown weights name.
+        FileNotFoundError: a local weights file that does not exist, or ImageNet weights that are
+            neither in the hub cache nor downloadable (offline machine); the message names the
+            path and how to provide the file.
 
     Note:
         Batch normalisation is frozen (torchvision's ``FrozenBatchNorm2d``), as in the thesis'
@@ -55,12 +66,13 @@ def build_backbone(
         raise ValueError(f"`name` must be one of {BACKBONES}; got {name!r}")
     if extra not in ("p6p7", "maxpool"):
         raise ValueError(f"`extra` must be 'p6p7' or 'maxpool'; got {extra!r}")
+    state = None if weights_backbone is None else _load_weights(name, weights_backbone)
     if weights_backbone is None:
         trainable_layers = 5
     if name.startswith("resnet"):
-        body = getattr(resnet, name)(
-            weights=weights_backbone, norm_layer=misc_nn_ops.FrozenBatchNorm2d
-        )
+        body = getattr(resnet, name)(weights=None, norm_layer=misc_nn_ops.FrozenBatchNorm2d)
+        if state is not None:
+            _load_into(body, state, weights_backbone)
         layers = ["layer4", "layer3", "layer2", "layer1", "conv1"][:trainable_layers]
         if trainable_layers == 5:
             layers.append("bn1")
@@ -73,10 +85,10 @@ def build_backbone(
         return_layers = {f"layer{k}": str(i) for i, k in enumerate(stages)}
         in_list = [channels[k - 1] for k in stages]
     else:
-        body = mobilenet_v3_large(
-            weights=weights_backbone, norm_layer=misc_nn_ops.FrozenBatchNorm2d
-        )
-        body = body.features
+        net = mobilenet_v3_large(weights=None, norm_layer=misc_nn_ops.FrozenBatchNorm2d)
+        if state is not None:
+            _load_into(net, state, weights_backbone)
+        body = net.features
         stage_idx = [i for i, b in enumerate(body) if getattr(b, "_is_cn", False)] + [len(body) - 1]
         picks = stage_idx[-4:] if extra == "maxpool" else stage_idx[-3:]
         return_layers = {str(k): str(i) for i, k in enumerate(picks)}
@@ -87,3 +99,64 @@ def build_backbone(
     else:
         blocks = LastLevelMaxPool()
     return BackboneWithFPN(body, return_layers, in_list, fpn_channels, extra_blocks=blocks)
+
+
+def _is_path(weights: str) -> bool:
+    return (
+        os.sep in weights
+        or "/" in weights
+        or weights.endswith((".pth", ".pt", ".bin", ".ckpt"))
+        or Path(weights).exists()
+    )
+
+
+def _load_weights(name: str, weights: str) -> dict:
+    """State dict of ``weights`` (a local file, or a torchvision weights name via the hub cache)."""
+    if _is_path(weights):
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"`weights_backbone` file {str(path)!r} does not exist. Provide a state dict of "
+                f"torchvision's {name} saved with torch.save (e.g. downloaded on a machine with "
+                "internet), or pass a weights name such as 'IMAGENET1K_V1' to use the torch hub "
+                "cache, or None for random weights."
+            )
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        for key in ("state_dict", "model"):
+            if isinstance(state, dict) and isinstance(state.get(key), dict):
+                state = state[key]
+        if not isinstance(state, dict):
+            raise ValueError(f"`weights_backbone` file {str(path)!r} holds no state dict")
+        return state
+    try:
+        enum = get_model_weights(name)
+        w = enum.DEFAULT if weights == "DEFAULT" else enum[weights.split(".")[-1]]
+    except KeyError:
+        options = ["DEFAULT"] + [m.name for m in get_model_weights(name)]
+        raise ValueError(
+            f"unknown `weights_backbone` {weights!r} for {name}; use one of {options}, "
+            "a local file path, or None"
+        ) from None
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(w.url)
+    if cached.is_file():
+        return torch.load(cached, map_location="cpu", weights_only=True)
+    try:
+        return w.get_state_dict(progress=False)
+    except (OSError, RuntimeError) as err:  # URLError is an OSError
+        raise FileNotFoundError(
+            f"ImageNet weights {weights!r} of {name} are not in the torch hub cache at "
+            f"{str(cached)!r} and could not be downloaded ({err}). On a machine with internet, "
+            f"download {w.url} and copy it to that path (or set TORCH_HOME), or pass the file "
+            "itself: weights_backbone='/path/to/file.pth'."
+        ) from err
+
+
+def _load_into(net: nn.Module, state: dict, source: str) -> None:
+    """Load ``state`` into ``net``; a classifier head may be missing, nothing else."""
+    result = net.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not k.startswith(("fc.", "classifier."))]
+    if missing:
+        raise ValueError(
+            f"`weights_backbone` {source!r} does not fit the backbone: {len(missing)} missing "
+            f"parameters, e.g. {missing[:3]}"
+        )

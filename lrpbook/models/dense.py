@@ -15,9 +15,16 @@ from torch import Tensor, nn
 from torchvision.models.detection._utils import BoxCoder
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
-from torchvision.ops import batched_nms, generalized_box_iou_loss, sigmoid_focal_loss
+from torchvision.ops import (
+    batched_nms,
+    generalized_box_iou_loss,
+    remove_small_boxes,
+    sigmoid_focal_loss,
+)
 
-from lrpbook.losses import ALRPLoss, RankSortLoss
+from lrpbook.boxes import _iou_aligned
+from lrpbook.boxes import box_iou_aligned as box_iou_aligned  # re-export (old import path)
+from lrpbook.losses import ALRPLoss, RankSortLoss, rank_sort_loss, value_balance
 from lrpbook.models.assigners import atss_assign, max_iou_assign
 
 __all__ = ["DenseHead", "DenseDetector"]
@@ -105,7 +112,7 @@ class DenseDetector(nn.Module):
     (detached), negatives get 0. The box loss is GIoU weighted by the positives' scores
     :math:`s_i` (the anchor's largest class probability, detached: the score-based instance weighting
     of thesis Table 8.1) and rescaled to the value of the RS Loss every iteration (value-based
-    balancing, Sec. 8.3.3):
+    balancing, Sec. 8.4.2, Eq. 8.10):
 
     .. math::
 
@@ -139,6 +146,21 @@ class DenseDetector(nn.Module):
         delta: smoothing of the ranking loss' step function (RS 0.5, aLRP 1.0 when ``None``).
         score_thresh, nms_thresh, detections_per_img, topk_candidates: inference settings (0.05,
             0.6, 100, 1000 per level as in mmdetection's ATSS).
+        sb_init: aLRP Loss' self-balance weight of the first epoch (50, thesis Sec. 7.4).
+        atss_topk: ATSS candidates per pyramid level (9, whatever the anchors per location, as the
+            ATSS assigner of the official configurations).
+        train_min_size: short side of the training images when it differs from the test size
+            (``None``: ``min_size``; 512 for aLRP Loss' 512 x 512 SSD-style crops, Table 7.1).
+        min_box_size: detections narrower or lower than this (pixels) are removed before NMS
+            (``torchvision.ops.remove_small_boxes``), so no degenerate box is ever returned.
+        sorting: with ``loss="rs"``, keep RS Loss' sorting term (True); False trains with the
+            ranking term alone (the ablation of thesis Sec. 8.5.1.1, "contribution of the
+            sorting error"), the box loss balanced to the ranking loss.
+
+    Raises:
+        ValueError: on an unknown ``loss`` or ``assigner``; in training, on malformed targets
+            (the message names the image index and, for a degenerate box, the box index), as
+            torchvision's detectors do.
 
     ``forward(images, targets=None)``: in training mode returns a dict of losses whose sum is the
     total loss; in eval mode a list of ``{"boxes", "scores", "labels"}`` in input image coordinates.
@@ -167,6 +189,10 @@ class DenseDetector(nn.Module):
         detections_per_img: int = 100,
         topk_candidates: int = 1000,
         sb_init: float = 50.0,
+        atss_topk: int = 9,
+        train_min_size: int | None = None,
+        min_box_size: float = 1e-2,
+        sorting: bool = True,
     ) -> None:
         super().__init__()
         if loss not in _LOSSES:
@@ -200,6 +226,11 @@ class DenseDetector(nn.Module):
         self.nms_thresh = nms_thresh
         self.detections_per_img = detections_per_img
         self.topk_candidates = topk_candidates
+        self.atss_topk = atss_topk
+        self.min_box_size = min_box_size
+        self.sorting = sorting
+        self.test_min_size = min_size
+        self.train_min_size = min_size if train_min_size is None else train_min_size
 
     def end_epoch(self) -> dict[str, float]:
         """Epoch hook of the trainer: updates aLRP Loss' self-balance weight (no-op otherwise)."""
@@ -209,9 +240,11 @@ class DenseDetector(nn.Module):
 
     # ------------------------------------------------------------------------------------------
     def forward(self, images: list[Tensor], targets: list[dict] | None = None):  # noqa: D102
-        if self.training and targets is None:
-            raise ValueError("`targets` are required in training mode")
+        if self.training:
+            _check_targets(targets, len(images), self.num_classes)
         sizes = [tuple(img.shape[-2:]) for img in images]
+        size = self.train_min_size if self.training else self.test_min_size
+        self.transform.min_size = (size,)
         image_list, targets = self.transform(images, targets)
         feats = list(self.backbone(image_list.tensors).values())
         cls, box, ctr = self.head(feats)
@@ -225,7 +258,7 @@ class DenseDetector(nn.Module):
     def assign(self, anchors: Tensor, counts: list[int], boxes: Tensor) -> Tensor:
         """Index of the assigned box per anchor (``-1`` negative, ``-2`` ignored)."""
         if self.assigner == "atss":
-            return atss_assign(anchors, counts, boxes, 9, self.anchors_per_location)[0]
+            return atss_assign(anchors, counts, boxes, self.atss_topk)[0]
         return max_iou_assign(anchors, boxes)[0]
 
     def compute_loss(self, cls, box, ctr, anchors, counts, targets) -> dict[str, Tensor]:
@@ -252,13 +285,16 @@ class DenseDetector(nn.Module):
             targets_rs = torch.zeros_like(cls, dtype=torch.float32)
             targets_rs[ignored] = -1.0
             if n_pos:
-                iou = box_iou_aligned(p_pred.detach(), p_gt).clamp_min(1e-6)
+                iou = _iou_aligned(p_pred.detach(), p_gt, 1e-12).clamp_min(1e-6)
                 targets_rs[pos.nonzero(as_tuple=True) + (p_cls,)] = iou
                 weights = cls[pos].detach().float().sigmoid().max(1).values
                 giou = generalized_box_iou_loss(p_pred, p_gt, reduction="none")
                 box_loss = (weights * giou).sum() / weights.sum().clamp_min(1e-12)
             else:
                 box_loss = box.sum() * 0.0
+            if not self.sorting:  # ablation of thesis Sec. 8.5.1.1: the ranking term alone
+                ranking, _ = rank_sort_loss(cls.float(), targets_rs, self.rs_loss.delta)
+                return {"ranking": ranking, "box": value_balance(ranking, box_loss)[0]}
             out = self.rs_loss(cls.float(), targets_rs, box_loss)
             return {"ranking": out["ranking"], "sorting": out["sorting"], "box": out["others"][0]}
         if self.loss_name == "alrp":
@@ -315,6 +351,8 @@ class DenseDetector(nn.Module):
                 h, w = image_sizes[i]
                 dec[:, 0::2] = dec[:, 0::2].clamp(0, w)
                 dec[:, 1::2] = dec[:, 1::2].clamp(0, h)
+                keep = remove_small_boxes(dec, self.min_box_size)
+                dec, flat, c_idx = dec[keep], flat[keep], c_idx[keep]
                 boxes_all.append(dec)
                 scores_all.append(flat)
                 labels_all.append(c_idx + 1)
@@ -328,14 +366,35 @@ class DenseDetector(nn.Module):
         return results
 
 
-def box_iou_aligned(a: Tensor, b: Tensor) -> Tensor:
-    """IoU of ``a[i]`` with ``b[i]`` (Tensor[N, 4] each, ``xyxy``)."""
-    lt = torch.maximum(a[:, :2], b[:, :2])
-    rb = torch.minimum(a[:, 2:], b[:, 2:])
-    inter = (rb - lt).clamp_min(0).prod(1)
-    area_a = (a[:, 2:] - a[:, :2]).clamp_min(0).prod(1)
-    area_b = (b[:, 2:] - b[:, :2]).clamp_min(0).prod(1)
-    return inter / (area_a + area_b - inter).clamp_min(1e-12)
+def _check_targets(targets: list[dict] | None, n_images: int, num_classes: int) -> None:
+    """Raise ``ValueError`` naming the image (and box) of a malformed training target."""
+    if targets is None:
+        raise ValueError("`targets` are required in training mode")
+    if len(targets) != n_images:
+        raise ValueError(f"got {n_images} images but {len(targets)} targets")
+    for i, t in enumerate(targets):
+        if not isinstance(t, dict) or "boxes" not in t or "labels" not in t:
+            raise ValueError(f"target {i} must be a dict with 'boxes' and 'labels'")
+        boxes, labels = t["boxes"], t["labels"]
+        if not torch.is_tensor(boxes) or boxes.dim() != 2 or boxes.shape[-1] != 4:
+            shape = tuple(boxes.shape) if torch.is_tensor(boxes) else type(boxes)
+            raise ValueError(f"target {i}: 'boxes' must be a Tensor[G, 4]; got {shape}")
+        if not torch.is_tensor(labels) or labels.shape != boxes.shape[:1]:
+            raise ValueError(f"target {i}: 'labels' must be a Tensor[{boxes.shape[0]}]")
+        if not torch.isfinite(boxes).all():
+            bad = int((~torch.isfinite(boxes)).any(1).nonzero()[0])
+            raise ValueError(f"target {i}: box {bad} is not finite: {boxes[bad].tolist()}")
+        degenerate = boxes[:, 2:] <= boxes[:, :2]
+        if degenerate.any():
+            bad = int(degenerate.any(1).nonzero()[0])
+            raise ValueError(
+                "All bounding boxes should have positive height and width. Found invalid box "
+                f"{boxes[bad].tolist()} (box {bad}) for target at index {i}."
+            )
+        if labels.numel() and (int(labels.min()) < 1 or int(labels.max()) > num_classes):
+            raise ValueError(
+                f"target {i}: labels must be in 1..{num_classes}; got {labels.tolist()}"
+            )
 
 
 def _centerness_targets(anchors: Tensor, gt: Tensor) -> Tensor:

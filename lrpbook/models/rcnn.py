@@ -22,8 +22,8 @@ from torchvision.ops import (
     remove_small_boxes,
 )
 
+from lrpbook.boxes import _iou_aligned
 from lrpbook.losses import rank_sort_loss, value_balance
-from lrpbook.models.dense import box_iou_aligned
 
 __all__ = ["RSRegionProposalNetwork", "RSRoIHeads", "build_rs_rcnn", "dice_loss"]
 
@@ -36,19 +36,25 @@ def _unit_decode(coder, deltas: Tensor) -> Tensor:
     return coder.decode_single(deltas, unit.expand(deltas.shape[0], 4))
 
 
-def dice_loss(mask_logits: Tensor, mask_targets: Tensor, eps: float = 1e-6) -> Tensor:
-    r"""Mean Dice loss :cite:`milletari2016vnet` of instance masks.
+def dice_loss(
+    mask_logits: Tensor, mask_targets: Tensor, eps: float = 1e-6, weights: Tensor | None = None
+) -> Tensor:
+    r"""Dice loss :cite:`milletari2016vnet` of instance masks, optionally score-weighted.
 
     .. math::
 
-        \mathcal{L}_{mask} = \frac{1}{|\mathcal{P}|}\sum_{i \in \mathcal{P}} \Big(1 -
-        \frac{2 \sum_p m_{ip} \hat m_{ip}}{\sum_p m_{ip} + \sum_p \hat m_{ip}}\Big),\qquad
-        \hat m = \sigma(\text{logits}).
+        \mathcal{L}_{mask} = \sum_{i \in \mathcal{P}} \frac{w_i}{\sum_{j \in \mathcal{P}} w_j}
+        \Big(1 - \frac{2 \sum_p m_{ip} \hat m_{ip}}{\sum_p m_{ip} + \sum_p \hat m_{ip}}\Big),
+        \qquad \hat m = \sigma(\text{logits}),
+
+    with :math:`w_i = 1` (the mean) or the positives' classification scores, as RS-Mask R-CNN
+    does (score-based instance weighting, thesis Sec. 8.4.3 and Eq. 8.11).
 
     Args:
         mask_logits (Tensor[P, M, M], float): mask logits of the positives (their class' channel).
         mask_targets (Tensor[P, M, M], float): the ground-truth masks resampled into the boxes, in [0, 1].
         eps: guards empty masks.
+        weights (Tensor[P], float, optional): instance weights (detached scores); ``None``: mean.
 
     Returns:
         Tensor[] scalar in [0, 1]; 0 with zero gradient when ``P = 0``.
@@ -64,7 +70,10 @@ def dice_loss(mask_logits: Tensor, mask_targets: Tensor, eps: float = 1e-6) -> T
     p = mask_logits.sigmoid().flatten(1)
     t = mask_targets.flatten(1).to(p.dtype)
     dice = 2 * (p * t).sum(1) / (p.sum(1) + t.sum(1)).clamp_min(eps)
-    return (1 - dice).mean()
+    if weights is None:
+        return (1 - dice).mean()
+    w = weights.to(dice.dtype)
+    return (w * (1 - dice)).sum() / w.sum().clamp_min(1e-12)
 
 
 class RSRegionProposalNetwork(RegionProposalNetwork):
@@ -73,8 +82,12 @@ class RSRegionProposalNetwork(RegionProposalNetwork):
     The objectness logits of all anchors are ranked together: positives (IoU >= 0.7 with a box, or
     a box's best anchor) target the IoU of their decoded proposal with the box, negatives (< 0.3) 0,
     the rest is ignored. The GIoU box loss is weighted by the positives' scores and value-balanced.
-    ``compute_loss`` returns ``(ranking + sorting, balanced box loss)``.
+    Both are multiplied by ``head_weight`` (0.20, thesis Sec. 8.4.3, line "multiply the losses of
+    RPN by 0.20 following aLRP Loss"; ``head_weight=0.20`` in the official configuration).
+    ``compute_loss`` returns ``(w (ranking + sorting), w * balanced box loss)``.
     """
+
+    head_weight: float = 0.20
 
     def compute_loss(  # noqa: D102
         self,
@@ -91,7 +104,7 @@ class RSRegionProposalNetwork(RegionProposalNetwork):
         if pos.any():
             pred = _unit_decode(self.box_coder, pred_bbox_deltas[pos].float())
             gt = _unit_decode(self.box_coder, reg[pos].float())
-            targets[pos] = box_iou_aligned(pred.detach(), gt).clamp_min(1e-6)
+            targets[pos] = _iou_aligned(pred.detach(), gt, 1e-12).clamp_min(1e-6)
             w = logits[pos].detach().sigmoid()
             box = (
                 w * generalized_box_iou_loss(pred, gt, reduction="none")
@@ -100,7 +113,8 @@ class RSRegionProposalNetwork(RegionProposalNetwork):
             box = pred_bbox_deltas.sum() * 0.0
         ranking, sorting = rank_sort_loss(logits, targets, 0.5)
         main = ranking + sorting
-        return main, value_balance(main, box)[0]
+        w = self.head_weight
+        return w * main, w * value_balance(main, box)[0]
 
 
 class RSRoIHeads(RoIHeads):
@@ -131,7 +145,7 @@ class RSRoIHeads(RoIHeads):
             deltas = box_regression.reshape(lab.shape[0], -1, 4)[pos, cls].float()
             pred = _unit_decode(self.box_coder, deltas)
             gt = _unit_decode(self.box_coder, reg[pos].float())
-            targets_rs[pos, cls - 1] = box_iou_aligned(pred.detach(), gt).clamp_min(1e-6)
+            targets_rs[pos, cls - 1] = _iou_aligned(pred.detach(), gt, 1e-12).clamp_min(1e-6)
             w = logits[pos, cls - 1].detach().sigmoid()
             box = (
                 w * generalized_box_iou_loss(pred, gt, reduction="none")
@@ -142,15 +156,18 @@ class RSRoIHeads(RoIHeads):
         main = ranking + sorting
         others = [box]
         if self.has_mask():
-            mask_props, mask_idx, mask_lab = [], [], []
+            mask_props, mask_idx, mask_lab, rows = [], [], [], []
             cap = getattr(self, "max_mask_proposals", None)
+            offset = 0
             for p, m, lb in zip(proposals, matched_idxs, labels):
                 keep = torch.nonzero(lb > 0).squeeze(1)
-                if cap is not None:  # the thesis caps the mask head at 200 positives (GPU memory)
+                if cap is not None:  # a memory cap on the positives of the mask head
                     keep = keep[: max(1, cap // len(proposals))]
                 mask_props.append(p[keep])
                 mask_idx.append(m[keep])
                 mask_lab.append(lb[keep])
+                rows.append(keep + offset)
+                offset += p.shape[0]
             mask_logits = self.mask_predictor(
                 self.mask_head(self.mask_roi_pool(features, mask_props, image_shapes))
             )
@@ -161,7 +178,10 @@ class RSRoIHeads(RoIHeads):
             ]
             ml = torch.cat(mask_lab)
             picked = mask_logits[torch.arange(ml.shape[0], device=ml.device), ml]
-            others.append(dice_loss(picked.float(), torch.cat(mtargets)))
+            # score-based weighting of the mask loss (thesis Sec. 8.4.3): the positive's score
+            # of its own class, detached, as for the box loss
+            scores = class_logits[torch.cat(rows), ml].detach().float().sigmoid()
+            others.append(dice_loss(picked.float(), torch.cat(mtargets), weights=scores))
         balanced = value_balance(main, *others)
         losses = {"rcnn_ranking": ranking, "rcnn_sorting": sorting, "rcnn_box": balanced[0]}
         if self.has_mask():
@@ -199,7 +219,9 @@ def build_rs_rcnn(
     min_size: int = 800,
     max_size: int = 1333,
     proposals_per_image: int = 1000,
-    score_thresh: float = 0.05,
+    score_thresh: float = 0.40,
+    rpn_weight: float = 0.20,
+    nms_thresh: float = 0.5,
     detections_per_img: int = 100,
     mask_head_channels: int = 256,
     max_mask_proposals: int | None = None,
@@ -214,12 +236,15 @@ def build_rs_rcnn(
         min_size, max_size: image resizing (800, 1333 in the thesis).
         proposals_per_image: top-scoring RPN proposals per image trained in the RoI head and used at
             test time (``m = 1000`` in the thesis, all of them, no sampling).
-        score_thresh: score threshold of the detections (the thesis uses 0.40 with RS-R-CNN for
+        score_thresh: score threshold of the detections (0.40, thesis Sec. 8.5.1.1: RS-R-CNN's
+            scores are larger, so the official configuration raises mmdetection's 0.05 for
             speed; 0.05 keeps the low-score tail that COCO AP counts).
+        rpn_weight: multiplies both RPN losses (0.20, thesis Sec. 8.4.3).
+        nms_thresh: IoU threshold of the class-wise NMS of the detections (0.5, mmdetection).
         detections_per_img: detections kept per image after NMS (100, COCO's maximum).
         mask_head_channels: channels of the four mask-head convolutions (256; fewer on CPUs).
-        max_mask_proposals: at most this many positives per batch train the mask head (``None``: all;
-            the thesis uses 200 to fit 16 GB GPUs).
+        max_mask_proposals: at most this many positives per batch train the mask head (``None``:
+            all, as in the thesis; a memory cap for small machines).
         anchor_sizes: RPN anchor size per pyramid level (3 aspect ratios each).
 
     Returns:
@@ -241,6 +266,7 @@ def build_rs_rcnn(
         max_size=max_size,
         rpn_anchor_generator=anchors,
         box_score_thresh=score_thresh,
+        box_nms_thresh=nms_thresh,
         box_detections_per_img=detections_per_img,
     )
     old = model.rpn
@@ -255,6 +281,7 @@ def build_rs_rcnn(
         dict(training=proposals_per_image, testing=proposals_per_image),
         0.7,
     )
+    model.rpn.head_weight = rpn_weight
     old = model.roi_heads
     if masks and mask_head_channels != 256:
         from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor

@@ -1,7 +1,8 @@
 """Training engine and CLI ``lrpbook-train`` for the detectors of :mod:`lrpbook.models`.
 
-- :class:`TrainConfig`, :data:`PRESETS`, :func:`preset`, :func:`load_config`, :func:`save_config`:
-  configuration (dataclass, YAML, thesis presets);
+- :class:`TrainConfig`, :data:`PRESETS`, :data:`PRESET_SOURCES`, :func:`preset`,
+  :func:`preset_value`, :func:`scaled`, :func:`load_config`, :func:`save_config`: configuration
+  (dataclass, YAML, the thesis' presets and their sources, the linear scaling rule);
 - :func:`train`: the loop (AMP, clipping, CSV log, atomic checkpoints, exact resume, DDP, evaluation);
 - :func:`evaluate_model`, :func:`predict`, :func:`plot_log`: evaluation with :mod:`lrpbook.metrics`,
   COCO results, loss curves.
@@ -9,7 +10,17 @@
 Taught in: chapter "Detectors trained with ranking-based losses".
 """
 
-from lrpbook.train.config import PRESETS, TrainConfig, load_config, preset, save_config
+from lrpbook.train.config import (
+    CPU_SIZE,
+    PRESET_SOURCES,
+    PRESETS,
+    TrainConfig,
+    load_config,
+    preset,
+    preset_value,
+    save_config,
+    scaled,
+)
 from lrpbook.train.engine import (
     NonFiniteLossError,
     TrainResult,
@@ -22,7 +33,11 @@ from lrpbook.train.engine import (
 __all__ = [
     "TrainConfig",
     "PRESETS",
+    "PRESET_SOURCES",
+    "CPU_SIZE",
     "preset",
+    "preset_value",
+    "scaled",
     "load_config",
     "save_config",
     "train",

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 
 __all__ = ["main"]
 
+_FULL = {"alrp_retinanet": "alrp_retinanet_r50_100e_512"}
+
 
 def _parser() -> argparse.ArgumentParser:
     from lrpbook.models import MODELS
@@ -43,7 +45,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=sorted(PRESETS), help="start from a named configuration")
     p.add_argument("--max-iters", type=int, help="stop after this many iterations")
     p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int, help="images per iteration over all processes")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        help="images per iteration over all processes (without --lr, lr scales linearly)",
+    )
     p.add_argument("--lr", type=float)
     p.add_argument("--backbone")
     p.add_argument("--device", help="auto, cpu or cuda")
@@ -69,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.synthetic:
             cfg = preset(f"{args.model or 'rs_atss'}_cpu")
         else:
-            cfg = preset(f"{args.model or 'rs_atss'}_r50_1x")
+            cfg = preset(_FULL.get(args.model or "rs_atss", f"{args.model}_r50_1x"))
         data = cfg.to_dict()
         if args.model and args.model != cfg.model:
             if args.synthetic and not (args.config or args.preset):
@@ -90,6 +96,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             data["synthetic"] = True
         if args.no_eval:
             data["eval_at_end"] = False
+        if args.batch_size is not None and args.lr is None and args.batch_size != cfg.batch_size:
+            # linear scaling rule: the learning rate follows the batch size
+            data["lr"] = cfg.lr * args.batch_size / cfg.batch_size
+            print(
+                f"lrpbook-train: batch {args.batch_size} instead of {cfg.batch_size}: "
+                f"lr scaled linearly to {data['lr']:g}",
+                file=sys.stderr,
+            )
         cfg = TrainConfig.from_dict(data)
         if not cfg.synthetic and not cfg.data_root:
             raise ValueError("give `--data-root DIR` (a COCO-format folder) or `--synthetic`")

@@ -60,19 +60,93 @@ class TrainResult:
 
 
 # ----------------------------------------------------------------------------------- data
-class _FlipDataset(Dataset):
-    """Random horizontal flip decided by ``(seed, epoch, index)``: no global RNG, exact resume."""
+def _ssd_augment(image, target, size: int, g: torch.Generator):
+    """SSD-style augmentation (thesis Sec. 7.4, as in aLRP Loss' 512 x 512 setting).
 
-    def __init__(self, base: Dataset, seed: int, enabled: bool) -> None:
+    Photometric distortion (brightness, contrast, saturation), zoom-out onto a canvas of the mean
+    colour (ratio 1-4, half of the time), a random crop whose IoU with every kept box is at least
+    one of (0.1, 0.3, 0.5, 0.7, 0.9) (or no crop), keeping the boxes whose centres fall inside, and
+    a resize to ``size x size``. Everything random comes from ``g``.
+    """
+    import torch.nn.functional as F
+    from torchvision.ops import box_iou
+
+    def u(lo: float, hi: float) -> float:
+        return lo + (hi - lo) * float(torch.rand((), generator=g))
+
+    img = image.float()
+    if u(0, 1) < 0.5:
+        img = img + u(-32, 32) / 255
+    if u(0, 1) < 0.5:
+        img = img * u(0.5, 1.5)
+    if u(0, 1) < 0.5:
+        grey = img.mean(0, keepdim=True)
+        img = grey + (img - grey) * u(0.5, 1.5)
+    img = img.clamp(0, 1)
+    boxes = target["boxes"].float().clone()
+    labels = target["labels"].clone()
+    _, h, w = img.shape
+    if u(0, 1) < 0.5:
+        r = u(1, 4)
+        nh, nw = int(h * r), int(w * r)
+        top, left = int(u(0, nh - h)), int(u(0, nw - w))
+        mean = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
+        canvas = mean.expand(3, nh, nw).clone()
+        canvas[:, top : top + h, left : left + w] = img
+        img, h, w = canvas, nh, nw
+        boxes += torch.tensor([left, top, left, top], dtype=boxes.dtype)
+    modes = (1.0, 0.1, 0.3, 0.5, 0.7, 0.9)
+    mode = modes[int(torch.randint(len(modes), (), generator=g))]
+    if mode < 1 and len(boxes):
+        for _ in range(50):
+            cw, ch = u(0.3, 1) * w, u(0.3, 1) * h
+            if not 0.5 <= ch / cw <= 2:
+                continue
+            x0, y0 = int(u(0, w - cw)), int(u(0, h - ch))
+            cw, ch = max(1, int(cw)), max(1, int(ch))
+            patch = torch.tensor([[x0, y0, x0 + cw, y0 + ch]], dtype=boxes.dtype)
+            if box_iou(patch, boxes).min() < mode:
+                continue
+            c = (boxes[:, :2] + boxes[:, 2:]) / 2
+            inside = (c > patch[:, :2]).all(1) & (c < patch[:, 2:]).all(1)
+            if not inside.any():
+                continue
+            boxes, labels = boxes[inside], labels[inside]
+            boxes[:, 0::2] = boxes[:, 0::2].clamp(x0, x0 + cw) - x0
+            boxes[:, 1::2] = boxes[:, 1::2].clamp(y0, y0 + ch) - y0
+            img = img[:, y0 : y0 + ch, x0 : x0 + cw]
+            h, w = img.shape[-2:]
+            break
+    img = F.interpolate(img[None], size=(size, size), mode="bilinear", align_corners=False)[0]
+    boxes *= torch.tensor([size / w, size / h, size / w, size / h], dtype=boxes.dtype)
+    keep = (boxes[:, 2:] - boxes[:, :2] > 1e-3).all(1)
+    target = dict(target)
+    target["boxes"], target["labels"] = boxes[keep], labels[keep]
+    for key in ("area", "iscrowd"):
+        if key in target and torch.is_tensor(target[key]) and len(target[key]) == len(keep):
+            target[key] = target[key][keep] if key == "iscrowd" else target[key][keep] * 0
+    target.pop("masks", None)
+    return img, target
+
+
+class _FlipDataset(Dataset):
+    """Random flip (and SSD-style crops) decided by ``(seed, epoch, index)``: exact resume."""
+
+    def __init__(
+        self, base: Dataset, seed: int, enabled: bool, ssd_crop: int | None = None
+    ) -> None:
         self.base, self.seed, self.enabled, self.epoch = base, seed, enabled, 0
+        self.ssd_crop = ssd_crop
 
     def __len__(self) -> int:
         return len(self.base)
 
     def __getitem__(self, index: int):
         image, target = self.base[index]
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch * 7919 + index)
+        if self.ssd_crop:
+            image, target = _ssd_augment(image, target, self.ssd_crop, g)
         if self.enabled:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch * 7919 + index)
             if torch.rand((), generator=g) < 0.5:
                 w = image.shape[-1]
                 image = image.flip(-1)
@@ -322,7 +396,8 @@ def train(
     """Train the detector of ``config`` and (optionally) evaluate it; the engine of ``lrpbook-train``.
 
     The schedule is iteration based: ``epochs`` passes over the data (``max_iters`` stops earlier),
-    SGD with linear warm-up and step decay, gradient clipping, mixed precision on CUDA. Every
+    SGD with linear warm-up and step decay, gradient clipping where configured, mixed precision
+    on CUDA. Every
     ``log_every`` iterations a row goes to ``log.csv`` (``iteration, epoch, lr, loss``, the loss
     components, ``sec_per_iter``); every ``ckpt_every`` iterations and at the end ``last.pt`` is written
     atomically (temporary file, then ``os.replace``). ``resume=True`` continues from ``last.pt``
@@ -361,7 +436,7 @@ def train(
         params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
     )
     per_proc = max(1, cfg.batch_size // world)
-    flip_ds = _FlipDataset(train_ds, cfg.seed, cfg.hflip)
+    flip_ds = _FlipDataset(train_ds, cfg.seed, cfg.hflip, cfg.ssd_crop)
     sampler = DistributedSampler(
         flip_ds, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True
     )
@@ -477,7 +552,7 @@ def train(
             dt = time.perf_counter() - tic
             if rank == 0 and (iteration % cfg.log_every == 0 or iteration == total):
                 row = {"iteration": iteration, "epoch": epoch, "lr": lr, "loss": lval, **values}
-                if cfg.model == "alrp_retinanet":
+                if getattr(model, "loss_name", None) == "alrp":
                     row["sb_weight"] = float(model.alrp_loss.sb_weight)
                 row["sec_per_iter"] = dt
                 history.append(row)
