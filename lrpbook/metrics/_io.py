@@ -3,7 +3,9 @@
 Private helpers shared by the evaluators of :mod:`lrpbook.metrics`: :func:`load_json` accepts
 a path (``.json`` or ``.json.gz``), a ``dict`` or a ``list`` and always reports a bad input with a
 ``ValueError`` that names the file and the problem; :func:`nan_to_none` prepares results for
-``json.dump`` (NaN, which JSON cannot represent, becomes ``null``).
+``json.dump`` (NaN, which JSON cannot represent, becomes ``null``); :func:`write_atomic` writes
+a file so that an interrupted run leaves the previous one intact; :func:`check_outputs` refuses an
+output path that is (or resolves to) an input.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import gzip
 import json
 import math
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["load_json", "nan_to_none", "describe_source"]
+__all__ = ["load_json", "nan_to_none", "describe_source", "write_atomic", "check_outputs"]
 
 
 def describe_source(src: Any) -> str:
@@ -100,3 +103,84 @@ def nan_to_none(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def check_outputs(inputs: dict[str, Any], outputs: dict[str, Any]) -> None:
+    """Refuse output paths that are, or resolve to, an input or another output.
+
+    Args:
+        inputs (dict[str, Any]): ``{option name: value}`` of the inputs; values that are not
+            paths (dicts, lists, ``None``) are skipped. A folder input protects the files in it
+            only when the output is the folder itself.
+        outputs (dict[str, Any]): ``{option name: path or None}`` of the outputs.
+
+    Raises:
+        ValueError: one line naming both options and the path, e.g. ``--out gt.json is the
+            ground truth input (gt); refusing to overwrite an input``.
+    """
+    ins = [(k, Path(v)) for k, v in inputs.items() if isinstance(v, (str, os.PathLike))]
+    outs = [(k, Path(v)) for k, v in outputs.items() if isinstance(v, (str, os.PathLike))]
+    for i, (ok, op) in enumerate(outs):
+        for ik, ip in ins:
+            if _same_file(op, ip):
+                raise ValueError(
+                    f"{ok} {op} is the same file as the input {ik} ({ip}); "
+                    "refusing to overwrite an input"
+                )
+        for ok2, op2 in outs[:i]:
+            if _same_file(op, op2):
+                raise ValueError(f"{ok} {op} is the same file as {ok2} ({op2}); give two paths")
+        if op.is_dir():
+            raise ValueError(f"{ok} {op}: is a directory, expected a file path")
+
+
+def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
+    """Write ``data`` to ``path`` atomically: a temporary file in the same folder, then rename.
+
+    An interrupted run (or a failed write) leaves the previous content of ``path`` intact, and
+    no temporary file behind.
+
+    Args:
+        path (str | PathLike): the destination; its folder must exist.
+        data (str | bytes): the content (``str`` is written as UTF-8).
+
+    Returns:
+        Path: ``path``.
+
+    Raises:
+        OSError: the folder does not exist or is not writable.
+    """
+    p = Path(path)
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(raw)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if p.exists():
+            try:
+                os.chmod(tmp, p.stat().st_mode & 0o7777)
+            except OSError:
+                pass
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return p

@@ -9,7 +9,9 @@ Usage::
 
 Also ``python -m lrpbook.metrics ...``. The summary goes to stdout; ``--out`` writes
 ``{"stats": {...}, "per_class": [...]}`` with NaN as ``null``. Exit status 0 on success and 2 on
-bad input, with one line on stderr naming the file and the problem. A progress bar is shown on
+bad input, with one line on stderr naming the file and the problem; an output path that is (or
+resolves to) an input is refused the same way, and outputs are written atomically (a temporary
+file in the same folder, then a rename), so an interrupted run leaves the previous file intact. A progress bar is shown on
 stderr when it is a terminal (``--progress`` / ``--no-progress`` to force).
 
 Taught in: chapter "LRP Error".
@@ -24,7 +26,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from lrpbook.metrics._io import nan_to_none
+from lrpbook.metrics._io import check_outputs, nan_to_none, write_atomic
 
 __all__ = ["main"]
 
@@ -104,6 +106,23 @@ def _run_panoptic(args: argparse.Namespace) -> tuple[str, dict, Any]:
     return res.summary(per_class=args.per_class), res.to_dict(), res
 
 
+_INPUTS = ("gt", "dt", "gt_json", "pred_json", "gt_dir", "pred_dir", "results", "thresholds")
+_OUTPUTS = ("out", "thresholds_out")
+
+
+def _opt(name: str) -> str:
+    return name if name in ("gt", "dt", "gt_json", "pred_json", "results") else (
+        "--" + name.replace("_", "-"))  # fmt: skip
+
+
+def _inputs(args: argparse.Namespace) -> dict[str, Any]:
+    return {_opt(k): getattr(args, k) for k in _INPUTS if getattr(args, k, None) is not None}
+
+
+def _outputs(args: argparse.Namespace) -> dict[str, Any]:
+    return {_opt(k): getattr(args, k) for k in _OUTPUTS if getattr(args, k, None) is not None}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``lrpbook-eval``; returns the exit status (0 ok, 2 bad input).
 
@@ -128,13 +147,14 @@ def main(argv: list[str] | None = None) -> int:
         args.progress = sys.stderr.isatty()
     runner = {"coco": _run_coco, "lvis": _run_lvis, "panoptic": _run_panoptic}[args.command]
     try:
+        check_outputs(_inputs(args), _outputs(args))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             text, out, res = runner(args)
         for w in caught:
             print(f"{PROG}: warning: {w.message}", file=sys.stderr)
         if args.out is not None:
-            args.out.write_text(json.dumps(out, indent=1))
+            write_atomic(args.out, json.dumps(out, indent=1))
         if getattr(args, "thresholds_out", None) is not None:
             from lrpbook.metrics.thresholds import save_thresholds
 
