@@ -321,8 +321,8 @@ def test_nan_or_inf_score_is_an_error(bad):
 
 def test_non_positive_box_and_missing_keys_are_errors():
     gt = {"images": [_img(1)], "annotations": [_ann(1, 1, 1, (0, 0, 10, 10))], "categories": CATS}
-    with pytest.raises(ValueError, match="non-positive width or height"):
-        evaluate_lvis(gt, [_det(1, 1, (0, 0, 0, 5), 0.5)])
+    with pytest.raises(ValueError, match="negative width or height"):
+        evaluate_lvis(gt, [_det(1, 1, (0, 0, -1, 5), 0.5)])
     with pytest.raises(ValueError, match="detection at index 0 has no 'score' key"):
         evaluate_lvis(gt, [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1]}])
     with pytest.raises(ValueError, match="has no 'categories' key"):

@@ -20,7 +20,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["load_json", "nan_to_none", "describe_source", "write_atomic", "check_outputs"]
+__all__ = [
+    "load_json", "nan_to_none", "describe_source", "write_atomic", "check_outputs",
+    "check_not_swapped",
+]  # fmt: skip
 
 
 def describe_source(src: Any) -> str:
@@ -184,3 +187,22 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
             pass
         raise
     return p
+
+
+def _looks_like_gt(doc: Any) -> bool:
+    return isinstance(doc, dict) and "images" in doc and "categories" in doc
+
+
+def _looks_like_results(doc: Any) -> bool:
+    return isinstance(doc, list) and (
+        not doc or (isinstance(doc[0], dict) and "score" in doc[0] and "image_id" in doc[0])
+    )
+
+
+def check_not_swapped(gt_doc: Any, dt_doc: Any, gt_what: str, dt_what: str) -> None:
+    """A clear error when the ground truth looks like results and the detections like a GT."""
+    if _looks_like_results(gt_doc) and _looks_like_gt(dt_doc):
+        raise ValueError(
+            f"ground truth {gt_what} looks like a results list and detections {dt_what} like a "
+            "ground-truth object: were GT and DT swapped? (the ground truth comes first)"
+        )

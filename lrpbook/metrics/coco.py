@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from lrpbook.metrics import _match
-from lrpbook.metrics._io import describe_source, load_json, nan_to_none
+from lrpbook.metrics._io import check_not_swapped, describe_source, load_json, nan_to_none
 
 __all__ = ["EvalResult", "evaluate", "STATS_KEYS"]
 
@@ -231,7 +231,12 @@ def _float_array(values: list, what: str, kind: str, key: str, width: int | None
     if len(values) == 0:
         return np.zeros((0,) if width is None else (0, width), dtype=np.float64)
     try:
-        arr = np.asarray(values, dtype=np.float64)
+        # no dtype= here: numpy would silently turn the string "12" into 12.0
+        arr = np.asarray(values)
+        if arr.dtype.kind in "iub":
+            arr = arr.astype(np.float64)
+        elif arr.dtype.kind != "f":
+            arr = None
     except (ValueError, TypeError):
         arr = None
     ok = arr is not None and (
@@ -243,7 +248,8 @@ def _float_array(values: list, what: str, kind: str, key: str, width: int | None
         else:
             shape_ok = [
                 isinstance(v, (list, tuple)) and len(v) == width
-                and all(isinstance(x, (int, float)) for x in v) for v in values
+                and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+                for v in values
             ]  # fmt: skip
         bad = shape_ok.index(False) if False in shape_ok else 0
         exp = "a number" if width is None else f"a list of {width} numbers"
@@ -277,6 +283,21 @@ def _ids(values: list, what: str, kind: str, key: str) -> np.ndarray:
     return arr.astype(np.int64).reshape(-1)
 
 
+def _unique_ids(ids: np.ndarray, what: str, kind: str, index: np.ndarray | None = None):
+    """Sorted unique ``ids``, or a ValueError naming the first id given twice and both indices."""
+    u, first, counts = np.unique(ids, return_index=True, return_counts=True)
+    if len(u) != len(ids):
+        dup = int(u[counts > 1][0])
+        at = np.flatnonzero(ids == dup)[:2]
+        if index is not None:
+            at = index[at]
+        raise ValueError(
+            f"{what}: {kind} id {dup} appears more than once ({kind}s at index "
+            f"{int(at[0])} and {int(at[1])}); ids must be unique"
+        )
+    return u
+
+
 def _integral(v: Any) -> bool:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return False
@@ -297,8 +318,13 @@ def _parse_gt(gt: dict, iou_type: str, what: str) -> dict[str, Any]:
     img_ids = _ids(_column(imgs, "id", what, "image"), what, "image", "id")
     cat_ids = _ids(_column(cats, "id", what, "category"), what, "category", "id")
     cat_names = {int(c["id"]): str(c.get("name", c["id"])) for c in cats}
-    u_img = np.unique(img_ids)
-    u_cat = np.unique(cat_ids)
+    u_img = _unique_ids(img_ids, what, "image")
+    u_cat = _unique_ids(cat_ids, what, "category")
+    ann_ids = [a.get("id") if isinstance(a, dict) else None for a in anns]
+    if any(i is not None for i in ann_ids):
+        have = [i for i, v in enumerate(ann_ids) if v is not None]
+        a_ids = _ids([ann_ids[i] for i in have], what, "annotation", "id")
+        _unique_ids(a_ids, what, "annotation", index=np.asarray(have))
     a_img = _ids(_column(anns, "image_id", what, "annotation"), what, "annotation", "image_id")
     a_cat = _ids(
         _column(anns, "category_id", what, "annotation"), what, "annotation", "category_id"
@@ -306,8 +332,15 @@ def _parse_gt(gt: dict, iou_type: str, what: str) -> dict[str, Any]:
     area = _float_array(_column(anns, "area", what, "annotation"), what, "annotation", "area")
     _check_finite(area, what, "annotation", "area")
     crowd = np.asarray([bool(a.get("iscrowd", 0)) for a in anns], dtype=bool)
-    # pycocotools evaluates only annotations on listed images and of listed categories
-    keep = _isin_sorted(a_img, u_img) & _isin_sorted(a_cat, u_cat)
+    on_img = _isin_sorted(a_img, u_img)
+    if not on_img.all():
+        idx = int(np.flatnonzero(~on_img)[0])
+        raise ValueError(
+            f"{what}: annotation at index {idx} is on image_id {int(a_img[idx])}, "
+            "which is not in the ground truth's images"
+        )
+    # pycocotools evaluates only annotations of listed categories
+    keep = _isin_sorted(a_cat, u_cat)
     out: dict[str, Any] = {
         "img_ids": u_img, "cat_ids": u_cat, "cat_names": cat_names,
         "img": np.searchsorted(u_img, a_img), "cat": np.searchsorted(u_cat, a_cat),
@@ -327,7 +360,28 @@ def _parse_gt(gt: dict, iou_type: str, what: str) -> dict[str, Any]:
         out["hw"] = {
             int(i["id"]): (i.get("height"), i.get("width")) for i in imgs
         }  # fmt: skip
+        _check_rle_sizes(out["segm"], a_img, out["hw"], what, "annotation")
     return out
+
+
+def _check_rle_sizes(segs: list, img: np.ndarray, hw: dict, what: str, kind: str) -> None:
+    """An RLE mask must have its image's size (``[height, width]``)."""
+    for i, seg in enumerate(segs):
+        if isinstance(seg, dict) and "size" in seg:
+            h, w = hw.get(int(img[i]), (None, None))
+            size = seg["size"]
+            if h is None or w is None:
+                continue
+            if not (isinstance(size, (list, tuple)) and len(size) == 2
+                    and [_as_num(size[0]), _as_num(size[1])] == [h, w]):  # fmt: skip
+                raise ValueError(
+                    f"{what}: {kind} at index {i}: RLE 'size' {size!r} differs from its image "
+                    f"(image_id {int(img[i])} is height {h}, width {w})"
+                )
+
+
+def _as_num(v: Any) -> Any:
+    return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
 def _isin_sorted(values: np.ndarray, sorted_unique: np.ndarray) -> np.ndarray:
@@ -344,6 +398,13 @@ def _parse_dt(dt: list, iou_type: str, g: dict, what: str) -> dict[str, Any]:
     if not isinstance(dt, list):
         raise ValueError(f"{what}: detections must be a JSON array; got a {type(dt).__name__}")
     n = len(dt)
+    if iou_type == "segm" and n:
+        missing = [i for i, x in enumerate(dt) if isinstance(x, dict) and "segmentation" not in x]
+        if missing:
+            raise ValueError(
+                f"{what}: detection at index {missing[0]} has no 'segmentation', which "
+                f"--iou-type segm needs ({len(missing)} of {n} detections lack it)"
+            )
     img = _ids(_column(dt, "image_id", what, "detection"), what, "detection", "image_id")
     cat = _ids(_column(dt, "category_id", what, "detection"), what, "detection", "category_id")
     score = _float_array(_column(dt, "score", what, "detection"), what, "detection", "score")
@@ -387,20 +448,12 @@ def _parse_dt(dt: list, iou_type: str, g: dict, what: str) -> dict[str, Any]:
     if bbox_branch:
         box = _float_array(_column(dt, "bbox", what, "detection"), what, "detection", "bbox", 4)
         _check_finite(box, what, "detection", "bbox")
-        nonpos = (box[:, 2] <= 0) | (box[:, 3] <= 0)
-        if nonpos.any():
-            idx = int(np.flatnonzero(nonpos)[0])
-            raise ValueError(
-                f"{what}: detection at index {idx} has a non-positive width or height: "
-                f"bbox {box[idx].tolist()}"
-            )
+        _check_box_sizes(box, what)
         out["box"] = box
         out["area"] = box[:, 2] * box[:, 3]
         if iou_type == "segm":
-            out["segm"] = [
-                d["segmentation"] if "segmentation" in d else _rect_poly(b)
-                for d, b in zip(dt, box.tolist())
-            ]
+            out["segm"] = [d["segmentation"] for d in dt]
+            _check_rle_sizes(out["segm"], img, g["hw"], what, "detection")
         if iou_type == "keypoints":
             kps = _column(dt, "keypoints", what, "detection")
             out["kpts"] = _float_array(kps, what, "detection", "keypoints", 3 * len(_KPT_SIGMAS))
@@ -410,6 +463,8 @@ def _parse_dt(dt: list, iou_type: str, g: dict, what: str) -> dict[str, Any]:
     from pycocotools import mask as mask_utils
 
     segs = _column(dt, "segmentation", what, "detection")
+    if iou_type == "segm":
+        _check_rle_sizes(segs, img, g["hw"], what, "detection")
     try:
         area = np.asarray([float(mask_utils.area(s)) for s in segs], dtype=np.float64)
     except Exception as exc:  # noqa: BLE001 - pycocotools raises assorted types
@@ -423,9 +478,25 @@ def _parse_dt(dt: list, iou_type: str, g: dict, what: str) -> dict[str, Any]:
     return out
 
 
-def _rect_poly(b: list[float]) -> list[list[float]]:
-    x1, x2, y1, y2 = b[0], b[0] + b[2], b[1], b[1] + b[3]
-    return [[x1, y1, x1, y2, x2, y2, x2, y1]]
+def _check_box_sizes(box: np.ndarray, what: str) -> None:
+    """Negative width or height: an error. Zero: a warning (scored as false positives)."""
+    neg = (box[:, 2] < 0) | (box[:, 3] < 0)
+    if neg.any():
+        idx = int(np.flatnonzero(neg)[0])
+        raise ValueError(
+            f"{what}: detection at index {idx} has a negative width or height: bbox "
+            f"{box[idx].tolist()} (COCO boxes are [x, y, width, height])"
+        )
+    zero = (box[:, 2] == 0) | (box[:, 3] == 0)
+    if zero.any():
+        idx = int(np.flatnonzero(zero)[0])
+        warnings.warn(
+            f"{what}: {int(zero.sum())} detection(s) have zero width or height (first at index "
+            f"{idx}: bbox {box[idx].tolist()}); they match nothing and count as false positives, "
+            "as in pycocotools",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -557,15 +628,22 @@ def evaluate(
         EvalResult: ``stats`` with the keys of :data:`STATS_KEYS`, per-class rows and the arrays.
 
     Raises:
-        ValueError: malformed or missing file, missing keys, a detection on an image id that is
-            not in ``gt["images"]``, a NaN/inf score, box or keypoint, a detection box with
-            non-positive width or height. The message names the file and the offending index.
+        ValueError: malformed or missing file, missing keys, duplicate image, category or
+            annotation ids, a GT annotation or a detection on an image id that is not in
+            ``gt["images"]``, a NaN/inf score, box or keypoint, a string where a number belongs,
+            a detection box with negative width or height, ``iou_type="segm"`` with a detection
+            that has no ``segmentation``, an RLE whose ``size`` differs from its image's
+            ``[height, width]``, or GT and detections that look swapped. The message names the
+            file, the offending index and the problem, in one line.
 
     Note:
         Behaviour on edge cases is the official code's: detections of categories absent from
         ``gt["categories"]`` are ignored (with a ``UserWarning``); with no detections every class
         with GT gets oLRP 1 and AP 0 while oLRP_Loc, oLRP_FP and thresholds are NaN (mean -1);
         with no GT every statistic is -1. Unlike pycocotools, a missing ``iscrowd`` means 0.
+        Detection boxes of zero width or height match nothing and count as false positives, as
+        in pycocotools (a ``UserWarning`` counts them); pycocotools accepts, silently, the
+        inputs listed under Raises.
 
     Example:
         >>> res = evaluate("gt.json", "dt.json")  # doctest: +SKIP
@@ -582,6 +660,7 @@ def evaluate(
     dt_doc = load_json(dt, what="detections")
     bar.update(1)
     bar.set_postfix_str("checking inputs")
+    check_not_swapped(gt_doc, dt_doc, gt_what, dt_what)
     g = _parse_gt(gt_doc, iou_type, f"ground truth {gt_what}")
     d = _parse_dt(dt_doc, iou_type, g, f"detections {dt_what}")
     bar.update(1)

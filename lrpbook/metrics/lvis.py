@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from lrpbook.metrics import _match
-from lrpbook.metrics._io import describe_source, load_json, nan_to_none
+from lrpbook.metrics._io import check_not_swapped, describe_source, load_json, nan_to_none
 
 __all__ = ["evaluate_lvis", "LVISResult"]
 
@@ -143,15 +143,18 @@ def _numbers(values: list, what: str, kind: str, key: str, width: int | None = N
     if len(values) == 0:
         return np.zeros(shape, dtype=np.float64)
     try:
-        arr = np.asarray(values, dtype=np.float64)
-        ok = arr.shape == shape
+        # no dtype= here: numpy would silently turn the string "12" into 12.0
+        arr = np.asarray(values)
+        ok = arr.shape == shape and arr.dtype.kind in "fiu"
+        arr = arr.astype(np.float64)
     except (ValueError, TypeError):
         ok = False
     if not ok:
         exp = "a number" if width is None else f"a list of {width} numbers"
         for i, v in enumerate(values):
             try:
-                good = np.asarray(v, dtype=np.float64).shape == shape[1:]
+                va = np.asarray(v)
+                good = va.shape == shape[1:] and va.dtype.kind in "fiu"
             except (ValueError, TypeError):
                 good = False
             if not good or isinstance(v, (bool, str)):
@@ -263,13 +266,20 @@ def _parse_gt(gt: Any, what: str) -> dict[str, Any]:
     area = _numbers(_column(anns, "area", what, "annotation"), what, "annotation", "area")
     box = _numbers(_column(anns, "bbox", what, "annotation"), what, "annotation", "bbox", 4)
     ignore = np.asarray([bool(a.get("ignore", 0)) for a in anns], dtype=bool)
-    # the LVIS API loads only annotations on listed images, of listed categories, and with
-    # 0 < area < inf (get_ann_ids)
-    keep = _isin_sorted(a_img, img_ids) & _isin_sorted(a_cat, cat_ids) & (area > 0)
+    on_img = _isin_sorted(a_img, img_ids)
+    if not on_img.all():
+        i = int(np.flatnonzero(~on_img)[0])
+        raise ValueError(
+            f"{what}: annotation at index {i} is on image_id {int(a_img[i])}, which is not in "
+            "the ground truth's images"
+        )
+    # the LVIS API loads only annotations of listed categories and with 0 < area < inf
+    # (get_ann_ids)
+    keep = _isin_sorted(a_cat, cat_ids) & (area > 0)
     dropped = int((~keep).sum())
     if dropped:
         warnings.warn(
-            f"{what}: {dropped} annotation(s) on unlisted images, of unlisted categories or with "
+            f"{what}: {dropped} annotation(s) of unlisted categories or with "
             "area <= 0 are not evaluated (as in the LVIS API)",
             UserWarning,
             stacklevel=4,
@@ -298,12 +308,22 @@ def _parse_dt(dt: Any, g: dict, max_dets: int, what: str) -> dict[str, Any]:
             f"{what}: detection at index {i} is on image_id {int(img[i])}, which is not in the "
             "ground truth's images"
         )
-    nonpos = (box[:, 2] <= 0) | (box[:, 3] <= 0)
-    if nonpos.any():
-        i = int(np.flatnonzero(nonpos)[0])
+    neg = (box[:, 2] < 0) | (box[:, 3] < 0)
+    if neg.any():
+        i = int(np.flatnonzero(neg)[0])
         raise ValueError(
-            f"{what}: detection at index {i} has a non-positive width or height: "
-            f"bbox {box[i].tolist()}"
+            f"{what}: detection at index {i} has a negative width or height: bbox "
+            f"{box[i].tolist()} (LVIS boxes are [x, y, width, height])"
+        )
+    zero = (box[:, 2] == 0) | (box[:, 3] == 0)
+    if zero.any():
+        i = int(np.flatnonzero(zero)[0])
+        warnings.warn(
+            f"{what}: {int(zero.sum())} detection(s) have zero width or height (first at index "
+            f"{i}: bbox {box[i].tolist()}); the LVIS API drops zero-area detections, and so do "
+            "we",
+            UserWarning,
+            stacklevel=4,
         )
     img_idx = np.searchsorted(g["img_ids"], img)
     n = len(dt)
@@ -326,6 +346,7 @@ def _parse_dt(dt: Any, g: dict, max_dets: int, what: str) -> dict[str, Any]:
             stacklevel=4,
         )
     keep &= known_cat
+    keep &= ~zero  # after the max_dets cap, as LVISResults caps before get_ann_ids filters
     cat_idx = np.where(known_cat, np.searchsorted(g["cat_ids"], cat), 0)
     # federated filter: the class is annotated in the image or listed as negative there
     key = img_idx * len(g["cat_ids"]) + cat_idx
@@ -403,15 +424,17 @@ def evaluate_lvis(
     Raises:
         ValueError: a missing or malformed file, missing keys, duplicate image / category /
             annotation ids, a category without a valid ``frequency``, a detection on an image id
-            that is not in ``gt["images"]``, a NaN/inf score, box or area, or a detection box with
-            non-positive width or height. The message names the file and the offending index.
+            that is not in ``gt["images"]``, a GT annotation on such an image id, a NaN/inf score,
+            box or area, a string where a number belongs, or a detection box with negative width
+            or height. The message names the file and the offending index.
         TypeError: ``gt`` or ``dt`` of another type.
 
     Note:
         Differences from the official code, all on inputs it cannot handle: an empty detection
         list is accepted (every class with GT gets oLRP 1 and AP 0; the official ``LVISResults``
-        crashes on it); duplicate ids and non-positive boxes are errors (officially, duplicate
-        ids silently alias each other and zero-area detections are silently dropped).
+        crashes on it); duplicate ids and negative boxes are errors (officially, duplicate
+        ids silently alias each other); zero-area detections are dropped as the LVIS API drops
+        them, but with a ``UserWarning`` that counts them.
         As in the LVIS API, detections of categories absent from ``gt["categories"]`` and GT
         annotations with ``area <= 0`` are not evaluated (with a ``UserWarning``).
 
@@ -428,6 +451,7 @@ def evaluate_lvis(
     try:
         gt_doc = load_json(gt, what="ground truth")
         dt_doc = load_json(dt, what="detections")
+        check_not_swapped(gt_doc, dt_doc, gt_what, dt_what)
         g = _parse_gt(gt_doc, f"ground truth {gt_what}")
         d = _parse_dt(dt_doc, g, int(max_dets), f"detections {dt_what}")
         bar.step("matching")
