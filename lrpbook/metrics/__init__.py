@@ -6,7 +6,9 @@
 * :mod:`~lrpbook.metrics.thresholds` -- LRP-optimal thresholds for deployment;
 * :func:`evaluate_lvis` -- LVIS (federated) AP and oLRP with rare/common/frequent groups;
 * :func:`evaluate_panoptic` -- PQ and LRP of panoptic segmentations (PNG + JSON);
-* :class:`LRPMetric` -- the same evaluator as a streaming metric for training loops;
+* :class:`LRPMetric` -- the same evaluator as a streaming metric for training loops (a
+  ``torchmetrics.Metric``; imported on first access, so ``import lrpbook.metrics`` and the CLI
+  import no torch);
 * ``lrpbook-eval`` -- the command line (:mod:`lrpbook.metrics.cli`).
 
 Taught in: chapter "LRP Error".
@@ -26,7 +28,6 @@ from lrpbook.metrics.lrp import (
 )
 from lrpbook.metrics.lvis import LVIS_STATS_KEYS, LVISResult, evaluate_lvis
 from lrpbook.metrics.panoptic import PanopticResult, evaluate_panoptic
-from lrpbook.metrics.streaming import LRPMetric
 from lrpbook.metrics.thresholds import apply_thresholds, load_thresholds, save_thresholds
 
 __all__ = [
@@ -52,3 +53,17 @@ __all__ = [
     "save_thresholds",
     "load_thresholds",
 ]
+
+
+def __getattr__(name: str):
+    """Import the torch-based streaming metric only when it is first used."""
+    if name == "LRPMetric":
+        from lrpbook.metrics.streaming import LRPMetric
+
+        globals()["LRPMetric"] = LRPMetric
+        return LRPMetric
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | {"LRPMetric"})

@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="COCO AP and the optimal LRP Error (oLRP) with its components; LVIS; panoptic.",
     )
+    from lrpbook import __version__
+
+    p.add_argument("--version", action="version", version=f"{PROG} (lrpbook) {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="{coco,lvis,panoptic}")
 
     def common(sp: argparse.ArgumentParser, thresholds: bool = True) -> None:

@@ -13,12 +13,19 @@ import math
 import os
 import warnings
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
 
 from lrpbook.metrics import _match
-from lrpbook.metrics._io import check_not_swapped, describe_source, load_json, nan_to_none
+from lrpbook.metrics._io import (
+    check_not_swapped,
+    describe_source,
+    gc_paused,
+    load_json,
+    nan_to_none,
+)
 
 __all__ = ["EvalResult", "evaluate", "STATS_KEYS"]
 
@@ -230,6 +237,9 @@ def _column(items: list, key: str, what: str, kind: str) -> list:
 def _float_array(values: list, what: str, kind: str, key: str, width: int | None = None):
     if len(values) == 0:
         return np.zeros((0,) if width is None else (0, width), dtype=np.float64)
+    fast = _fast_floats(values, width)
+    if fast is not None:
+        return fast
     try:
         # no dtype= here: numpy would silently turn the string "12" into 12.0
         arr = np.asarray(values)
@@ -257,6 +267,27 @@ def _float_array(values: list, what: str, kind: str, key: str, width: int | None
             f"{what}: {kind} at index {bad}: '{key}' must be {exp}; got {values[bad]!r}"
         )
     return arr
+
+
+def _fast_floats(values: list, width: int | None) -> np.ndarray | None:
+    """``values`` as float64 when every entry is a number (or a list of ``width`` numbers).
+
+    About 3x faster than ``np.asarray`` on lists of lists. ``sum`` rejects what is not a number
+    (a string such as ``"12"``, which ``np.fromiter`` would convert, ``None``, a list); ``None``
+    is returned then, and the careful path finds the offending entry.
+    """
+    n = len(values)
+    try:
+        if width is None:
+            sum(values)
+            return np.fromiter(values, dtype=np.float64, count=n)
+        if set(map(len, values)) != {width}:
+            return None
+        sum(chain.from_iterable(values))
+        flat = np.fromiter(chain.from_iterable(values), dtype=np.float64, count=n * width)
+        return flat.reshape(n, width)
+    except (TypeError, ValueError):
+        return None
 
 
 def _check_finite(arr: np.ndarray, what: str, kind: str, key: str) -> None:
@@ -656,13 +687,15 @@ def evaluate(
     gt_what, dt_what = describe_source(gt), describe_source(dt)
     bar = _stage_bar(progress)
     bar.set_postfix_str("loading")
-    gt_doc = load_json(gt, what="ground truth")
-    dt_doc = load_json(dt, what="detections")
-    bar.update(1)
-    bar.set_postfix_str("checking inputs")
-    check_not_swapped(gt_doc, dt_doc, gt_what, dt_what)
-    g = _parse_gt(gt_doc, iou_type, f"ground truth {gt_what}")
-    d = _parse_dt(dt_doc, iou_type, g, f"detections {dt_what}")
+    with gc_paused():  # building a million small objects triggers needless collections
+        gt_doc = load_json(gt, what="ground truth")
+        dt_doc = load_json(dt, what="detections")
+        bar.update(1)
+        bar.set_postfix_str("checking inputs")
+        check_not_swapped(gt_doc, dt_doc, gt_what, dt_what)
+        g = _parse_gt(gt_doc, iou_type, f"ground truth {gt_what}")
+        d = _parse_dt(dt_doc, iou_type, g, f"detections {dt_what}")
+        del gt_doc, dt_doc
     bar.update(1)
     try:
         return _evaluate_parsed(g, d, iou_type, progress=progress, what=f"{gt_what} / {dt_what}",

@@ -28,7 +28,13 @@ from typing import Any
 import numpy as np
 
 from lrpbook.metrics import _match
-from lrpbook.metrics._io import check_not_swapped, describe_source, load_json, nan_to_none
+from lrpbook.metrics._io import (
+    check_not_swapped,
+    describe_source,
+    gc_paused,
+    load_json,
+    nan_to_none,
+)
 
 __all__ = ["evaluate_lvis", "LVISResult"]
 
@@ -449,11 +455,13 @@ def evaluate_lvis(
     gt_what, dt_what = describe_source(gt), describe_source(dt)
     bar = _Bar(progress)
     try:
-        gt_doc = load_json(gt, what="ground truth")
-        dt_doc = load_json(dt, what="detections")
-        check_not_swapped(gt_doc, dt_doc, gt_what, dt_what)
-        g = _parse_gt(gt_doc, f"ground truth {gt_what}")
-        d = _parse_dt(dt_doc, g, int(max_dets), f"detections {dt_what}")
+        with gc_paused():
+            gt_doc = load_json(gt, what="ground truth")
+            dt_doc = load_json(dt, what="detections")
+            check_not_swapped(gt_doc, dt_doc, gt_what, dt_what)
+            g = _parse_gt(gt_doc, f"ground truth {gt_what}")
+            d = _parse_dt(dt_doc, g, int(max_dets), f"detections {dt_what}")
+            del gt_doc, dt_doc
         bar.step("matching")
         return _evaluate_parsed(g, d, int(max_dets), bar)
     finally:
