@@ -2,6 +2,8 @@
 
 * :func:`evaluate` -- COCO AP/AR plus oLRP and its components for bbox, segm and keypoints,
   reproducing the official LRP-Error code (:class:`EvalResult`);
+* :class:`COCOeval` -- pycocotools' ``COCOeval`` surface (``params``, ``evaluate``,
+  ``accumulate``, ``summarize``, ``stats``) on the same evaluator, with oLRP as well;
 * :mod:`~lrpbook.metrics.lrp` -- LRP on hard predictions, oLRP, moLRP, weighted LRP, PQ;
 * :mod:`~lrpbook.metrics.thresholds` -- LRP-optimal thresholds for deployment;
 * :func:`evaluate_lvis` -- LVIS (federated) AP and oLRP with rare/common/frequent groups;
@@ -15,6 +17,7 @@ Taught in: chapter "LRP Error".
 """
 
 from lrpbook.metrics.coco import STATS_KEYS, EvalResult, evaluate
+from lrpbook.metrics.cocoeval import COCOeval
 from lrpbook.metrics.lrp import (
     LRPComponents,
     OptimalLRP,
@@ -34,6 +37,7 @@ __all__ = [
     "STATS_KEYS",
     "EvalResult",
     "evaluate",
+    "COCOeval",
     "LRPComponents",
     "OptimalLRP",
     "lrp_error",

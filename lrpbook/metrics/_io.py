@@ -29,7 +29,7 @@ except ImportError:  # pragma: no cover
 
 __all__ = [
     "load_json", "nan_to_none", "describe_source", "write_atomic", "check_outputs",
-    "check_not_swapped", "parse_json", "gc_paused",
+    "check_not_swapped", "parse_json", "gc_paused", "numpy_results",
 ]  # fmt: skip
 
 
@@ -66,13 +66,51 @@ def parse_json(raw: bytes | str) -> Any:
     return json.loads(raw)
 
 
+def numpy_results(arr: Any, *, what: str = "detections") -> list[dict]:
+    """Results from an ``N x 7`` array, as pycocotools' ``loadNumpyAnnotations`` reads them.
+
+    Each row is ``[image_id, x, y, width, height, score, category_id]``.
+
+    Args:
+        arr (array-like[N, 7]): the rows (a numpy array or anything with ``__array__``).
+        what (str): what the array is, for error messages.
+
+    Returns:
+        list[dict]: COCO results with ``image_id``, ``bbox``, ``score`` and ``category_id``.
+
+    Raises:
+        ValueError: the array is not ``N x 7``, or an id is not an integer.
+    """
+    a = np.asarray(arr)
+    if a.ndim != 2 or a.shape[1] != 7 or a.dtype.kind not in "fiu":
+        raise ValueError(
+            f"{what}: an array of results must be N x 7 numbers [image_id, x, y, w, h, score, "
+            f"category_id]; got shape {a.shape}, dtype {a.dtype}"
+        )
+    a = a.astype(np.float64)
+    ids = a[:, [0, 6]]
+    bad = ~np.isfinite(ids).all(axis=1) | (ids != np.round(ids)).any(axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{what}: row {i}: image_id and category_id must be integers; got {a[i]}")
+    img, cat = a[:, 0].astype(np.int64).tolist(), a[:, 6].astype(np.int64).tolist()
+    box, score = a[:, 1:5].tolist(), a[:, 5].tolist()
+    return [
+        {"image_id": i, "bbox": b, "score": s, "category_id": c}
+        for i, b, s, c in zip(img, box, score, cat)
+    ]
+
+
 def load_json(src: str | os.PathLike | dict | list, *, what: str) -> dict | list:
     """Read a JSON document from a path, or pass an in-memory ``dict``/``list`` through.
 
     Args:
-        src (str | PathLike | dict | list): a path to a ``.json`` or ``.json.gz`` file (gzip is
-            detected by the suffix ``.gz`` or by the gzip magic bytes), or the already-parsed
-            document. A ``dict``/``list`` is returned as it is (not copied; callers never mutate it).
+        src (str | PathLike | dict | list | COCO | ndarray): a path to a ``.json`` or
+            ``.json.gz`` file (gzip is detected by the suffix ``.gz`` or by the gzip magic bytes),
+            the already-parsed document, a pycocotools ``COCO`` object (its ``dataset``; a
+            ``loadRes`` result gives its ``annotations``) or an ``N x 7`` array of results (see
+            :func:`numpy_results`). A ``dict``/``list`` is returned as it is (not copied; callers
+            never mutate it).
         what (str): what the document is, used in error messages, e.g. ``"ground truth"``.
 
     Returns:
@@ -86,8 +124,15 @@ def load_json(src: str | os.PathLike | dict | list, *, what: str) -> dict | list
     """
     if isinstance(src, (dict, list)):
         return src
+    if isinstance(getattr(src, "dataset", None), dict):
+        return src.dataset  # a pycocotools (or faster-coco-eval) COCO object, or a loadRes result
+    if isinstance(src, np.ndarray) or (hasattr(src, "__array__") and hasattr(src, "shape")):
+        return numpy_results(src, what=what)
     if not isinstance(src, (str, os.PathLike)):
-        raise TypeError(f"{what}: expected a path, a dict or a list; got {type(src).__name__}")
+        raise TypeError(
+            f"{what}: expected a path, a dict, a list, a pycocotools COCO object or an N x 7 "
+            f"array; got {type(src).__name__}"
+        )
     path = Path(src)
     if not path.exists():
         raise ValueError(f"{what} file {path}: no such file")

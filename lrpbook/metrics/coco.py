@@ -461,7 +461,9 @@ def _parse_dt(dt: list, iou_type: str, g: dict, what: str) -> dict[str, Any]:
                            "cat": np.searchsorted(g["cat_ids"], cat), "keep": known_cat}  # fmt: skip
     # which branch of pycocotools' loadRes: decided by the first result, as there
     first = dt[0] if n else {}
-    bbox_branch = "bbox" in first and first["bbox"] != []
+    # (a loadRes result of masks carries its box as an array: still the mask branch)
+    first_box = first.get("bbox") if isinstance(first, dict) else None
+    bbox_branch = isinstance(first_box, (list, tuple)) and len(first_box) > 0
     if n == 0:
         out.update(box=np.zeros((0, 4)), area=np.zeros(0), segm=[],
                    kpts=np.zeros((0, 3 * len(_KPT_SIGMAS))))  # fmt: skip
@@ -631,6 +633,12 @@ def evaluate(
     dt: str | os.PathLike | list,
     iou_type: str = "bbox",
     *,
+    img_ids: Any = None,
+    cat_ids: Any = None,
+    use_cats: bool = True,
+    max_dets: Any = None,
+    area_ranges: Any = None,
+    iou_thrs: Any = None,
     progress: bool = False,
 ) -> EvalResult:
     r"""COCO AP/AR and the optimal LRP (oLRP) with its components, in one pass.
@@ -648,11 +656,26 @@ def evaluate(
     Implements thesis Eqs. (5.2), (5.4)-(5.7) with the semantics of the official LRP-Error code.
 
     Args:
-        gt (str | PathLike | dict): COCO ground truth (``images``, ``annotations``,
-            ``categories``), as a ``.json``/``.json.gz`` path or a dict.
-        dt (str | PathLike | list): COCO results (``image_id``, ``category_id``, ``score`` and
-            ``bbox`` / ``segmentation`` (compressed RLE) / ``keypoints``), path or list.
+        gt (str | PathLike | dict | COCO): COCO ground truth (``images``, ``annotations``,
+            ``categories``), as a ``.json``/``.json.gz`` path, a dict or a pycocotools ``COCO``.
+        dt (str | PathLike | list | COCO | ndarray): COCO results (``image_id``,
+            ``category_id``, ``score`` and ``bbox`` / ``segmentation`` (compressed RLE) /
+            ``keypoints``), as a path, a list, a ``loadRes`` result or an ``N x 7`` array
+            ``[image_id, x, y, w, h, score, category_id]``.
         iou_type (str): ``"bbox"`` (default), ``"segm"`` or ``"keypoints"``.
+        img_ids (Iterable[int], optional): evaluate only these images (pycocotools'
+            ``params.imgIds``). Default: all images of ``gt``.
+        cat_ids (Iterable[int], optional): evaluate only these categories (``params.catIds``).
+            Default: all categories of ``gt``.
+        use_cats (bool): ``False`` pools all categories into one, as ``params.useCats = 0``
+            (class-agnostic; the single per-class row has ``category_id`` -1). Default ``True``.
+        max_dets (Iterable[int], optional): ``params.maxDets``, sorted; three values for bbox
+            and segm (``AR1``, ``AR10``, ``AR100`` use them in order), one for keypoints.
+            Default ``[1, 10, 100]`` (keypoints ``[20]``).
+        area_ranges (Iterable[[float, float]], optional): ``params.areaRng``, one ``[lo, hi]``
+            per label ``all, small, medium, large`` (keypoints: ``all, medium, large``).
+        iou_thrs (Iterable[float], optional): ``params.iouThrs``. Default 0.50:0.05:0.95.
+            oLRP is computed at the first one (:math:`\tau`).
         progress (bool): show a progress bar (tqdm, on stderr). Default ``False``.
 
     Returns:
@@ -696,12 +719,107 @@ def evaluate(
         g = _parse_gt(gt_doc, iou_type, f"ground truth {gt_what}")
         d = _parse_dt(dt_doc, iou_type, g, f"detections {dt_what}")
         del gt_doc, dt_doc
+    cfg = _resolve_params(iou_type, img_ids=img_ids, cat_ids=cat_ids, use_cats=use_cats,
+                          max_dets=max_dets, area_ranges=area_ranges, iou_thrs=iou_thrs)  # fmt: skip
+    g, d = _select(g, d, cfg)
     bar.update(1)
     try:
         return _evaluate_parsed(g, d, iou_type, progress=progress, what=f"{gt_what} / {dt_what}",
-                                bar=bar)  # fmt: skip
+                                bar=bar, cfg=cfg)  # fmt: skip
     finally:
         bar.close()
+
+
+def _resolve_params(iou_type: str, *, img_ids: Any = None, cat_ids: Any = None,
+                    use_cats: bool = True, max_dets: Any = None, area_ranges: Any = None,
+                    iou_thrs: Any = None) -> dict[str, Any]:  # fmt: skip
+    """Check and normalise the pycocotools ``Params``-style selection."""
+    kp = iou_type == "keypoints"
+    labels = ["all", "medium", "large"] if kp else ["all", "small", "medium", "large"]
+    cfg: dict[str, Any] = {"labels": labels, "use_cats": bool(use_cats)}
+
+    def int_list(v: Any, name: str) -> np.ndarray:
+        a = np.asarray(list(v) if not isinstance(v, np.ndarray) else v)
+        if a.ndim != 1 or (len(a) and a.dtype.kind not in "iu"):
+            if not (len(a) and a.dtype.kind == "f" and np.all(a == np.round(a))):
+                raise ValueError(f"`{name}` must be a list of integers; got {v!r}")
+        return np.unique(a.astype(np.int64))
+
+    cfg["img_ids"] = None if img_ids is None else int_list(img_ids, "img_ids")
+    cfg["cat_ids"] = None if cat_ids is None else int_list(cat_ids, "cat_ids")
+    if max_dets is None:
+        md = np.array([20] if kp else [1, 10, 100], dtype=np.int64)
+    else:
+        md = np.sort(np.asarray(list(max_dets)).astype(np.int64))
+        if len(md) != (1 if kp else 3) or (md <= 0).any():
+            raise ValueError(
+                f"`max_dets` must be {'one positive integer' if kp else 'three positive integers'}"
+                f" for iou_type {iou_type!r} (as pycocotools' summarize needs); got {max_dets!r}"
+            )
+    cfg["max_dets"] = md
+    if area_ranges is None:
+        rng = np.array([_AREA[lbl] for lbl in labels], dtype=np.float64)
+    else:
+        rng = np.asarray(area_ranges, dtype=np.float64)
+        if rng.shape != (len(labels), 2) or not np.all(rng[:, 0] <= rng[:, 1]):
+            raise ValueError(
+                f"`area_ranges` must be {len(labels)} [lo, hi] pairs for {labels}; "
+                f"got {area_ranges!r}"
+            )
+    cfg["area_rng"] = rng
+    if iou_thrs is None:
+        thr = _IOU_THRS
+    else:
+        thr = np.asarray(iou_thrs, dtype=np.float64).reshape(-1)
+        if len(thr) == 0 or not np.all((thr > 0) & (thr < 1)):
+            raise ValueError(f"`iou_thrs` must be numbers in (0, 1); got {iou_thrs!r}")
+    cfg["iou_thrs"] = thr
+    return cfg
+
+
+def _select(g: dict, d: dict, cfg: dict) -> tuple[dict, dict]:
+    """Apply the image / category selection and ``use_cats`` to parsed inputs (copies)."""
+    g, d = dict(g), dict(d)
+    cfg["all_img_ids"] = g["img_ids"]
+    if cfg["img_ids"] is not None:
+        on = _isin_sorted(g["img_ids"], cfg["img_ids"])
+        g["keep"] = g["keep"] & on[g["img"]]
+        d["keep"] = d["keep"] & on[d["img"]]
+        cfg["eval_img_ids"] = cfg["img_ids"]
+    else:
+        cfg["eval_img_ids"] = g["img_ids"]
+    if cfg["cat_ids"] is not None:
+        # old category index -> index among the selected ids (-1: not selected); selected ids
+        # that are not GT categories get a slot without data (-1 everywhere), as in pycocotools
+        new_ids = cfg["cat_ids"]
+        hit = _isin_sorted(g["cat_ids"], new_ids)
+        lut = np.where(hit, np.searchsorted(new_ids, g["cat_ids"]), -1).astype(np.int64)
+        lut = np.r_[lut, -1]  # detections of unknown categories point past the end
+        gc_ = np.where(g["keep"], g["cat"], len(lut) - 1)
+        dc_ = np.where(d["keep"], np.minimum(d["cat"], len(lut) - 1), len(lut) - 1)
+        g["keep"] = g["keep"] & (lut[gc_] >= 0)
+        d["keep"] = d["keep"] & (lut[dc_] >= 0)
+        g["cat"] = np.maximum(lut[gc_], 0)
+        d["cat"] = np.maximum(lut[dc_], 0)
+        g["cat_ids"] = new_ids
+    if not cfg["use_cats"]:
+        # pycocotools pools an image's GTs and detections category by category (in catIds
+        # order); stable sorts below keep that order for ties
+        go = np.argsort(g["cat"], kind="stable")
+        do = np.argsort(d["cat"], kind="stable")
+        g = {k: (v[go] if isinstance(v, np.ndarray) and len(v) == len(go) and k not in
+                 ("img_ids", "cat_ids") else v) for k, v in g.items()}  # fmt: skip
+        if "segm" in g:
+            g["segm"] = [g["segm"][i] for i in go]
+        d = {k: (v[do] if isinstance(v, np.ndarray) and len(v) == len(do) and k not in
+                 ("img_ids", "cat_ids") else v) for k, v in d.items()}  # fmt: skip
+        if isinstance(d.get("segm"), list) and len(d["segm"]) == len(do):
+            d["segm"] = [d["segm"][i] for i in do]
+        g["cat"] = np.zeros(len(g["cat"]), dtype=np.int64)
+        d["cat"] = np.zeros(len(d["cat"]), dtype=np.int64)
+        g["cat_ids"] = np.array([-1], dtype=np.int64)
+        g["cat_names"] = {-1: "all"}
+    return g, d
 
 
 class _NoBar:
@@ -724,14 +842,15 @@ def _stage_bar(enabled: bool):
 
 
 def _evaluate_parsed(g: dict, d: dict, iou_type: str, *, progress: bool, what: str,
-                     bar: Any = None) -> EvalResult:  # fmt: skip
+                     bar: Any = None, cfg: dict | None = None) -> EvalResult:  # fmt: skip
     bar = bar if bar is not None else _NoBar()
-    kp = iou_type == "keypoints"
-    labels = ["all", "medium", "large"] if kp else ["all", "small", "medium", "large"]
-    area_rng = np.array([_AREA[lbl] for lbl in labels], dtype=np.float64)
-    max_dets = np.array([20] if kp else [1, 10, 100], dtype=np.int64)
+    if cfg is None:
+        cfg = _resolve_params(iou_type)
+        g, d = _select(g, d, cfg)
+    labels, area_rng, max_dets = cfg["labels"], cfg["area_rng"], cfg["max_dets"]
+    iou_thrs = cfg["iou_thrs"]
     n_img, n_cat = len(g["img_ids"]), len(g["cat_ids"])
-    n_t, n_r, n_a, n_m = len(_IOU_THRS), len(_REC_THRS), len(labels), len(max_dets)
+    n_t, n_r, n_a, n_m = len(iou_thrs), len(_REC_THRS), len(labels), len(max_dets)
 
     # ground truths sorted by (class, image), input order inside (stable)
     gi = np.flatnonzero(g["keep"])
@@ -782,7 +901,7 @@ def _evaluate_parsed(g: dict, d: dict, iou_type: str, *, progress: bool, what: s
     gt_ig = np.ascontiguousarray(g["ignore"][gi])
     dt_area = np.ascontiguousarray(d["area"][di])
     _match.greedy_match_groups(ious, off, d0, d1, g0, g1, gt_crowd, gt_ig, gt_area, dt_area,
-                               area_rng, _IOU_THRS, matched, ignored, match_iou)  # fmt: skip
+                               area_rng, iou_thrs, matched, ignored, match_iou)  # fmt: skip
     del ious
 
     bar.update(1)
@@ -805,10 +924,10 @@ def _evaluate_parsed(g: dict, d: dict, iou_type: str, *, progress: bool, what: s
     score_at = -np.ones((n_t, n_r, n_cat, n_a, n_m))
     olrp = -np.ones((n_cat, n_a, n_m, 5))
     _match.accumulate_classes(order, cls_start, rank.astype(np.int64), scores, matched, ignored,
-                              match_iou, npig, max_dets, _REC_THRS, float(_IOU_THRS[0]),
+                              match_iou, npig, max_dets, _REC_THRS, float(iou_thrs[0]),
                               precision, recall, score_at, olrp)  # fmt: skip
     bar.update(1)
-    res = _summarize(iou_type, g, labels, area_rng, max_dets, precision, recall, score_at, olrp)
+    res = _summarize(iou_type, g, cfg, precision, recall, score_at, olrp)
     res._curve_data = {
         "order": order, "cls_start": cls_start, "scores": scores, "npig": npig,
         "matched": np.ascontiguousarray(matched[:, :, 0].T),
@@ -824,7 +943,9 @@ def _unique_sorted(a: np.ndarray) -> np.ndarray:
     return a[np.r_[True, a[1:] != a[:-1]]]
 
 
-def _summarize(iou_type, g, labels, area_rng, max_dets, precision, recall, score_at, olrp):
+def _summarize(iou_type, g, cfg, precision, recall, score_at, olrp):
+    labels, area_rng, max_dets = cfg["labels"], cfg["area_rng"], cfg["max_dets"]
+    _IOU_THRS = cfg["iou_thrs"]  # noqa: N806 - the default's name, shadowed on purpose
     kp = iou_type == "keypoints"
     m_last = len(max_dets) - 1
     a_idx = {lbl: i for i, lbl in enumerate(labels)}
@@ -896,11 +1017,12 @@ def _summarize(iou_type, g, labels, area_rng, max_dets, precision, recall, score
         params={
             "cat_ids": g["cat_ids"].tolist(),
             "cat_names": [g["cat_names"].get(int(c), str(c)) for c in g["cat_ids"].tolist()],
-            "img_ids": g["img_ids"].tolist(),
+            "img_ids": np.asarray(cfg.get("eval_img_ids", g["img_ids"])).tolist(),
+            "use_cats": cfg["use_cats"],
             "area_labels": list(labels),
             "area_ranges": area_rng.tolist(),
             "max_dets": max_dets.tolist(),
-            "iou_thrs": _IOU_THRS.tolist(),
+            "iou_thrs": np.asarray(_IOU_THRS).tolist(),
             "rec_thrs": _REC_THRS.tolist(),
         },
     )
