@@ -185,3 +185,25 @@ def test_lvis_drops_zero_area_detections_with_one_warning():
     with pytest.warns(UserWarning, match="1 detection"):
         res = evaluate_lvis(gt_doc(), d)
     assert res.stats == evaluate_lvis(gt_doc(), dets()).stats
+
+
+def test_print_result_shows_stats_and_shapes_not_arrays():
+    res = evaluate(gt_doc(), dets())
+    text = repr(res)
+    assert len(text) < 1500 and "'AP': " in text and "precision=array[10, 101, 1, 4, 3]" in text
+    lv = evaluate_lvis(gt_doc(), dets())
+    assert len(repr(lv)) < 1500 and "'oLRP_Loc'" in repr(lv)
+
+
+def test_coco_and_lvis_share_the_key_spelling_and_old_lvis_keys_still_read():
+    from lrpbook.metrics import LVIS_STATS_KEYS, STATS_KEYS
+
+    res, lv = evaluate(gt_doc(), dets()), evaluate_lvis(gt_doc(), dets())
+    for key in ("AP", "AP50", "AP75", "APs", "APm", "APl", "oLRP", "oLRP_Loc", "oLRP_FP",
+                "oLRP_FN"):  # fmt: skip
+        assert key in STATS_KEYS["bbox"] and key in LVIS_STATS_KEYS
+        assert key in res.stats and key in lv.stats
+    assert lv.stats["oLRP LOC"] == lv.stats["oLRP_Loc"] and "oLRP FP" in lv.stats
+    assert "oLRP LOC" in lv.summary() and "oLRP LOC" not in lv.to_dict()["stats"]
+    for r in (res, lv):
+        assert set(r.thresholds) == {1} and "stats" in r.to_dict()

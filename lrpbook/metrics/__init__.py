@@ -29,7 +29,7 @@ from lrpbook.metrics.lrp import (
     pq_components,
     weighted_lrp,
 )
-from lrpbook.metrics.lvis import LVIS_STATS_KEYS, LVISResult, evaluate_lvis
+from lrpbook.metrics.lvis import LVIS_OFFICIAL_KEYS, LVIS_STATS_KEYS, LVISResult, evaluate_lvis
 from lrpbook.metrics.panoptic import PanopticResult, evaluate_panoptic
 from lrpbook.metrics.thresholds import apply_thresholds, load_thresholds, save_thresholds
 
@@ -50,6 +50,7 @@ __all__ = [
     "evaluate_lvis",
     "LVISResult",
     "LVIS_STATS_KEYS",
+    "LVIS_OFFICIAL_KEYS",
     "evaluate_panoptic",
     "PanopticResult",
     "LRPMetric",

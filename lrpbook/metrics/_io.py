@@ -29,7 +29,7 @@ except ImportError:  # pragma: no cover
 
 __all__ = [
     "load_json", "nan_to_none", "describe_source", "write_atomic", "check_outputs",
-    "check_not_swapped", "parse_json", "gc_paused", "numpy_results",
+    "check_not_swapped", "parse_json", "gc_paused", "numpy_results", "short_repr", "Stats",
 ]  # fmt: skip
 
 
@@ -301,3 +301,61 @@ def gc_paused():
     finally:
         if was:
             gc.enable()
+
+
+def _describe(v: Any) -> str:
+    if isinstance(v, np.ndarray):
+        return f"array{list(v.shape)}"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, dict) and len(v) > 6:
+        return f"{{{len(v)} entries}}"
+    if isinstance(v, dict) and all(isinstance(x, np.ndarray) for x in v.values()):
+        return "{" + ", ".join(f"{k}: {_describe(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, list) and len(v) > 6:
+        return f"[{len(v)} items]"
+    return repr(v)
+
+
+def short_repr(obj: Any, fields: list[str]) -> str:
+    """``Name(stats={...}, per_class=[80 items], precision=array[10, 101, 80, 4, 3], ...)``.
+
+    The summary numbers in full (4 significant digits), everything else by its size or shape,
+    so ``print(result)`` fits on a few lines instead of printing every array.
+    """
+    parts = []
+    for name in fields:
+        v = getattr(obj, name)
+        if name == "stats" and isinstance(v, dict):
+            inner = ", ".join(f"{k!r}: {x:.4g}" if isinstance(x, float) else f"{k!r}: {x!r}"
+                              for k, x in v.items())  # fmt: skip
+            parts.append(f"stats={{{inner}}}")
+        else:
+            parts.append(f"{name}={_describe(v)}")
+    return f"{type(obj).__name__}(" + ", ".join(parts) + ")"
+
+
+class Stats(dict):
+    """The ``stats`` dict of a result; old key spellings are read as their new names.
+
+    ``aliases`` maps an old spelling (e.g. LVIS' ``"oLRP LOC"``) to the key it is now stored
+    under (``"oLRP_Loc"``); iteration, ``keys()`` and JSON output use the new keys only.
+    """
+
+    def __init__(self, data: Any = (), aliases: dict[str, str] | None = None) -> None:
+        super().__init__(data)
+        self.aliases = dict(aliases or {})
+
+    def __missing__(self, key: str) -> Any:
+        if key in self.aliases:
+            return self[self.aliases[key]]
+        raise KeyError(key)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self[key] if key in self else default
+
+    def __contains__(self, key: object) -> bool:
+        return super().__contains__(key) or (key in self.aliases)
+
+    def __reduce__(self):
+        return (Stats, (dict(self), self.aliases))

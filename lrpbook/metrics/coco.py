@@ -25,6 +25,7 @@ from lrpbook.metrics._io import (
     gc_paused,
     load_json,
     nan_to_none,
+    short_repr,
 )
 
 __all__ = ["EvalResult", "evaluate", "STATS_KEYS"]
@@ -97,6 +98,10 @@ class EvalResult:
     lrp_opt_thr: np.ndarray
     params: dict[str, Any] = field(default_factory=dict)
     _curve_data: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+
+    def __repr__(self) -> str:
+        return short_repr(self, ["iou_type", "stats", "per_class", "precision", "recall",
+                                 "olrp", "lrp_opt_thr"])  # fmt: skip
 
     def lrp_curve(self, category_id: int, *, area: str = "all") -> dict[str, np.ndarray]:
         """The LRP Error (and components) at every position of one class' score-sorted list.

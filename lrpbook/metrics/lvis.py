@@ -29,22 +29,31 @@ import numpy as np
 
 from lrpbook.metrics import _match
 from lrpbook.metrics._io import (
+    Stats,
     check_not_swapped,
     describe_source,
     gc_paused,
     load_json,
     nan_to_none,
+    short_repr,
 )
 
-__all__ = ["evaluate_lvis", "LVISResult"]
+__all__ = ["evaluate_lvis", "LVISResult", "LVIS_STATS_KEYS", "LVIS_OFFICIAL_KEYS"]
 
 #: The keys of :attr:`LVISResult.stats`, in order (``get_results()`` of the official LVIS fork,
-#: without the thresholds, which are in :attr:`LVISResult.thresholds`).
+#: without the thresholds, which are in :attr:`LVISResult.thresholds`), with the oLRP components
+#: spelt as in :data:`~lrpbook.metrics.STATS_KEYS` (the official ``"oLRP LOC"``, ``"oLRP FP"``
+#: and ``"oLRP FN"`` are still readable: :data:`LVIS_OFFICIAL_KEYS`).
 LVIS_STATS_KEYS: tuple[str, ...] = (
     "AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf",
     "AR@300", "ARs@300", "ARm@300", "ARl@300",
-    "oLRP", "oLRP LOC", "oLRP FP", "oLRP FN", "oLRPr", "oLRPc", "oLRPf",
+    "oLRP", "oLRP_Loc", "oLRP_FP", "oLRP_FN", "oLRPr", "oLRPc", "oLRPf",
 )  # fmt: skip
+
+#: Spellings of the official LVIS fork, still readable from :attr:`LVISResult.stats`.
+LVIS_OFFICIAL_KEYS: dict[str, str] = {
+    "oLRP LOC": "oLRP_Loc", "oLRP FP": "oLRP_FP", "oLRP FN": "oLRP_FN",
+}  # fmt: skip
 
 _IOU_THRS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
 _REC_THRS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
@@ -62,7 +71,8 @@ class LVISResult:
     Attributes:
         stats (dict[str, float]): the summary, keys in this order:
             ``AP, AP50, AP75, APs, APm, APl, APr, APc, APf, AR@300, ARs@300, ARm@300, ARl@300,
-            oLRP, oLRP LOC, oLRP FP, oLRP FN, oLRPr, oLRPc, oLRPf``. As in the LVIS API, the
+            oLRP, oLRP_Loc, oLRP_FP, oLRP_FN, oLRPr, oLRPc, oLRPf`` (the official spellings
+            ``oLRP LOC``, ``oLRP FP``, ``oLRP FN`` are accepted as aliases). As in the LVIS API, the
             recall keys say ``@300`` whatever ``max_dets`` the detections were capped at.
             ``-1`` means "nothing to evaluate".
         per_class (list[dict]): one row per category (ascending id) at area ``all``:
@@ -90,6 +100,9 @@ class LVISResult:
     arrays: dict[str, np.ndarray]
     params: dict[str, Any] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        return short_repr(self, ["stats", "per_class", "thresholds", "arrays"])
+
     def to_dict(self, *, per_class: bool = True) -> dict[str, Any]:
         """JSON-ready ``{"stats": ..., "per_class": [...]}`` with NaN written as ``None``."""
         out: dict[str, Any] = {"stats": dict(self.stats)}
@@ -108,7 +121,8 @@ class LVISResult:
 
     def summary(self, *, per_class: bool = False) -> str:
         """A readable summary: one line per statistic (and the per-class table)."""
-        lines = [f"{k:<12} = {_fmt(v)}" for k, v in self.stats.items()]
+        official = {new: old for old, new in LVIS_OFFICIAL_KEYS.items()}  # the official labels
+        lines = [f"{official.get(k, k):<12} = {_fmt(v)}" for k, v in self.stats.items()]
         if per_class:
             keys = ("oLRP", "oLRP_Loc", "oLRP_FP", "oLRP_FN", "threshold", "AP")
             lines += ["", f"{'id':>6} {'name':<20} {'freq':>4}" + "".join(f"{k:>10}" for k in keys)]
@@ -572,8 +586,8 @@ def _summarize(g: dict, max_dets: int, precision, recall, olrp) -> LVISResult:
         "APr": ap(cats=freq_groups[0]), "APc": ap(cats=freq_groups[1]),
         "APf": ap(cats=freq_groups[2]),
         "AR@300": ar(), "ARs@300": ar(1), "ARm@300": ar(2), "ARl@300": ar(3),
-        "oLRP": _mean_valid(olrp[:, 0, 0]), "oLRP LOC": _mean_valid(olrp[:, 0, 1]),
-        "oLRP FP": _mean_valid(olrp[:, 0, 2]), "oLRP FN": _mean_valid(olrp[:, 0, 3]),
+        "oLRP": _mean_valid(olrp[:, 0, 0]), "oLRP_Loc": _mean_valid(olrp[:, 0, 1]),
+        "oLRP_FP": _mean_valid(olrp[:, 0, 2]), "oLRP_FN": _mean_valid(olrp[:, 0, 3]),
     }  # fmt: skip
     for lbl, grp in zip(_FREQS, freq_groups):
         stats[f"oLRP{lbl}"] = _mean_valid(olrp[grp, 0, 0])
@@ -599,7 +613,7 @@ def _summarize(g: dict, max_dets: int, precision, recall, olrp) -> LVISResult:
     arrays["precision"] = precision
     arrays["recall"] = recall
     return LVISResult(
-        stats=stats,
+        stats=Stats(stats, LVIS_OFFICIAL_KEYS),
         per_class=per_class,
         thresholds={int(cid): float(olrp[k, 0, 4]) for k, cid in enumerate(cat_ids)},
         arrays=arrays,
