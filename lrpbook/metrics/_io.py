@@ -30,6 +30,7 @@ except ImportError:  # pragma: no cover
 __all__ = [
     "load_json", "nan_to_none", "describe_source", "write_atomic", "check_outputs",
     "check_not_swapped", "parse_json", "gc_paused", "numpy_results", "short_repr", "Stats",
+    "progress_bar",
 ]  # fmt: skip
 
 
@@ -359,3 +360,18 @@ class Stats(dict):
 
     def __reduce__(self):
         return (Stats, (dict(self), self.aliases))
+
+
+def progress_bar(iterable: Any = None, *, enabled: bool, **kwargs: Any) -> Any:
+    """A tqdm bar on stderr, ``tqdm(disable=not enabled)``: with ``enabled=False`` it is inert.
+
+    Args:
+        iterable (Iterable, optional): what to iterate over (or ``None`` for a manual bar).
+        enabled (bool): show it.
+        **kwargs: passed to ``tqdm`` (``total``, ``desc``, ``unit``, ...); ``leave=False`` by
+            default.
+    """
+    from tqdm.auto import tqdm
+
+    kwargs.setdefault("leave", False)
+    return tqdm(iterable, disable=not enabled, **kwargs)

@@ -19,12 +19,20 @@ from typing import Any
 import numpy as np
 
 from lrpbook.metrics import _match
+from lrpbook.metrics._common import (
+    _column,
+    _isin_sorted,
+    _mean_present,
+    _mean_valid,
+    _unique_sorted,
+)
 from lrpbook.metrics._io import (
     check_not_swapped,
     describe_source,
     gc_paused,
     load_json,
     nan_to_none,
+    progress_bar,
     short_repr,
 )
 
@@ -226,19 +234,6 @@ def format_summary(res: EvalResult, *, per_class: bool = False) -> str:
 # input parsing and validation
 
 
-def _column(items: list, key: str, what: str, kind: str) -> list:
-    try:
-        return [it[key] for it in items]
-    except KeyError:
-        idx = next(i for i, it in enumerate(items) if key not in it)
-        raise ValueError(f"{what}: {kind} at index {idx} has no '{key}' key") from None
-    except TypeError:
-        idx = next(i for i, it in enumerate(items) if not isinstance(it, dict))
-        raise ValueError(
-            f"{what}: {kind} at index {idx} must be a JSON object; got {type(items[idx]).__name__}"
-        ) from None
-
-
 def _float_array(values: list, what: str, kind: str, key: str, width: int | None = None):
     if len(values) == 0:
         return np.zeros((0,) if width is None else (0, width), dtype=np.float64)
@@ -420,14 +415,6 @@ def _as_num(v: Any) -> Any:
     return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
-def _isin_sorted(values: np.ndarray, sorted_unique: np.ndarray) -> np.ndarray:
-    if len(sorted_unique) == 0:
-        return np.zeros(len(values), dtype=bool)
-    pos = np.searchsorted(sorted_unique, values)
-    pos = np.minimum(pos, len(sorted_unique) - 1)
-    return sorted_unique[pos] == values
-
-
 def _parse_dt(dt: list, iou_type: str, g: dict, what: str) -> dict[str, Any]:
     if isinstance(dt, dict) and "annotations" in dt:
         dt = dt["annotations"]
@@ -567,7 +554,7 @@ def _segm_ious(grp, g, d, gi, di, off, total, what, progress):
     out = np.zeros(total, dtype=np.float64)
     d0, d1, g0, g1, gimg = grp
     need = np.flatnonzero((d1 > d0) & (g1 > g0))
-    it = _progress(need, progress, "mask IoU")
+    it = progress_bar(need, enabled=progress, desc="mask IoU", mininterval=0.5)
     for j in it:
         hw = g["hw"][int(img_ids[gimg[j]])]
         gts = [
@@ -588,7 +575,7 @@ def _oks_ious(grp, g, d, gi, di, off, total, progress):
     variances = (_KPT_SIGMAS * 2) ** 2
     nk = len(_KPT_SIGMAS)
     need = np.flatnonzero((d1 > d0) & (g1 > g0))
-    for j in _progress(need, progress, "OKS"):
+    for j in progress_bar(need, enabled=progress, desc="OKS", mininterval=0.5):
         dk = d["kpts"][di[d0[j] : d1[j]]]
         xd, yd = dk[:, 0::3], dk[:, 1::3]
         nd, ng = len(dk), g1[j] - g0[j]
@@ -614,23 +601,8 @@ def _oks_ious(grp, g, d, gi, di, off, total, progress):
     return out
 
 
-def _progress(seq, enabled: bool, desc: str):
-    if not enabled:
-        return seq
-    from tqdm.auto import tqdm
-
-    return tqdm(seq, desc=desc, leave=False, mininterval=0.5)
-
-
 # --------------------------------------------------------------------------------------------
 # the evaluator
-
-
-def _mean_valid(s: np.ndarray) -> float:
-    """The official mean rule: drop NaN and values <= -1, average the rest (-1 if empty)."""
-    s = s[~np.isnan(s)]
-    s = s[s > -1]
-    return -1.0 if len(s) == 0 else float(np.mean(s))
 
 
 def evaluate(
@@ -713,7 +685,7 @@ def evaluate(
     if iou_type not in STATS_KEYS:
         raise ValueError(f"iou_type must be 'bbox', 'segm' or 'keypoints'; got {iou_type!r}")
     gt_what, dt_what = describe_source(gt), describe_source(dt)
-    bar = _stage_bar(progress)
+    bar = progress_bar(total=5, enabled=progress, desc="evaluate", unit="stage")
     bar.set_postfix_str("loading")
     with gc_paused():  # building a million small objects triggers needless collections
         gt_doc = load_json(gt, what="ground truth")
@@ -827,28 +799,9 @@ def _select(g: dict, d: dict, cfg: dict) -> tuple[dict, dict]:
     return g, d
 
 
-class _NoBar:
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def set_postfix_str(self, s: str) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _stage_bar(enabled: bool):
-    if not enabled:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=5, desc="evaluate", unit="stage", leave=False)
-
-
 def _evaluate_parsed(g: dict, d: dict, iou_type: str, *, progress: bool, what: str,
                      bar: Any = None, cfg: dict | None = None) -> EvalResult:  # fmt: skip
-    bar = bar if bar is not None else _NoBar()
+    bar = bar if bar is not None else progress_bar(enabled=False)
     if cfg is None:
         cfg = _resolve_params(iou_type)
         g, d = _select(g, d, cfg)
@@ -942,12 +895,6 @@ def _evaluate_parsed(g: dict, d: dict, iou_type: str, *, progress: bool, what: s
     return res
 
 
-def _unique_sorted(a: np.ndarray) -> np.ndarray:
-    if len(a) == 0:
-        return a
-    return a[np.r_[True, a[1:] != a[:-1]]]
-
-
 def _summarize(iou_type, g, cfg, precision, recall, score_at, olrp):
     labels, area_rng, max_dets = cfg["labels"], cfg["area_rng"], cfg["max_dets"]
     _IOU_THRS = cfg["iou_thrs"]  # noqa: N806 - the default's name, shadowed on purpose
@@ -960,14 +907,14 @@ def _summarize(iou_type, g, cfg, precision, recall, score_at, olrp):
         if iou is not None:
             s = s[np.where(iou == _IOU_THRS)[0]]
         s = s[:, :, :, a_idx[area], m]
-        return -1.0 if len(s[s > -1]) == 0 else float(np.mean(s[s > -1]))
+        return _mean_present(s)
 
     def ar(iou=None, area="all", m=m_last):
         s = recall
         if iou is not None:
             s = s[np.where(iou == _IOU_THRS)[0]]
         s = s[:, :, a_idx[area], m]
-        return -1.0 if len(s[s > -1]) == 0 else float(np.mean(s[s > -1]))
+        return _mean_present(s)
 
     comp = {"oLRP": 0, "oLRP_Loc": 1, "oLRP_FP": 2, "oLRP_FN": 3}
     stats: dict[str, float] = {}
@@ -1002,7 +949,7 @@ def _summarize(iou_type, g, cfg, precision, recall, score_at, olrp):
             "oLRP_FP": float(olrp[k, 0, m_last, 2]),
             "oLRP_FN": float(olrp[k, 0, m_last, 3]),
             "threshold": float(olrp[k, 0, m_last, 4]),
-            "AP": -1.0 if len(p[p > -1]) == 0 else float(np.mean(p[p > -1])),
+            "AP": _mean_present(p),
             "recall_iou50": float(recall[0, k, 0, m_last]),
         }
         per_class.append(row)

@@ -28,6 +28,13 @@ from typing import Any
 import numpy as np
 
 from lrpbook.metrics import _match
+from lrpbook.metrics._common import (
+    _column,
+    _isin_sorted,
+    _mean_present,
+    _mean_valid,
+    _unique_sorted,
+)
 from lrpbook.metrics._io import (
     Stats,
     check_not_swapped,
@@ -35,6 +42,7 @@ from lrpbook.metrics._io import (
     gc_paused,
     load_json,
     nan_to_none,
+    progress_bar,
     short_repr,
 )
 
@@ -144,19 +152,6 @@ def _fmt(v: Any) -> str:
 # input parsing and checks
 
 
-def _column(items: list, key: str, what: str, kind: str) -> list:
-    try:
-        return [it[key] for it in items]
-    except KeyError:
-        idx = next(i for i, it in enumerate(items) if key not in it)
-        raise ValueError(f"{what}: {kind} at index {idx} has no '{key}' key") from None
-    except TypeError:
-        idx = next(i for i, it in enumerate(items) if not isinstance(it, dict))
-        raise ValueError(
-            f"{what}: {kind} at index {idx} must be a JSON object; got {type(items[idx]).__name__}"
-        ) from None
-
-
 def _numbers(values: list, what: str, kind: str, key: str, width: int | None = None) -> np.ndarray:
     """``values`` as a float64 array (``[N]`` or ``[N, width]``), finite, or a ValueError."""
     shape = (len(values),) if width is None else (len(values), width)
@@ -218,13 +213,6 @@ def _unique_ids(ids: np.ndarray, what: str, kind: str) -> np.ndarray:
     if (counts > 1).any():
         raise ValueError(f"{what}: {kind} id {int(u[counts > 1][0])} appears more than once")
     return u
-
-
-def _isin_sorted(values: np.ndarray, sorted_unique: np.ndarray) -> np.ndarray:
-    if len(sorted_unique) == 0:
-        return np.zeros(len(values), dtype=bool)
-    pos = np.minimum(np.searchsorted(sorted_unique, values), len(sorted_unique) - 1)
-    return sorted_unique[pos] == values
 
 
 def _pairs(imgs: list, img_idx: np.ndarray, key: str, cat_ids: np.ndarray, what: str) -> np.ndarray:
@@ -382,17 +370,6 @@ def _parse_dt(dt: Any, g: dict, max_dets: int, what: str) -> dict[str, Any]:
 # the evaluator
 
 
-def _mean_valid(s: np.ndarray) -> float:
-    """The official mean rule: drop NaN and values <= -1, average the rest (-1 if empty)."""
-    s = s[~np.isnan(s)]
-    s = s[s > -1]
-    return -1.0 if len(s) == 0 else float(np.mean(s))
-
-
-def _unique_sorted(a: np.ndarray) -> np.ndarray:
-    return a if len(a) == 0 else a[np.r_[True, a[1:] != a[:-1]]]
-
-
 def evaluate_lvis(
     gt: str | os.PathLike | dict,
     dt: str | os.PathLike | list,
@@ -467,7 +444,8 @@ def evaluate_lvis(
     if isinstance(max_dets, bool) or not isinstance(max_dets, (int, np.integer)):
         raise TypeError(f"`max_dets` must be an int; got {type(max_dets).__name__}")
     gt_what, dt_what = describe_source(gt), describe_source(dt)
-    bar = _Bar(progress)
+    bar = progress_bar(total=3, enabled=progress, desc="evaluate_lvis", unit="stage")
+    bar.set_postfix_str("loading")
     try:
         with gc_paused():
             gt_doc = load_json(gt, what="ground truth")
@@ -476,34 +454,14 @@ def evaluate_lvis(
             g = _parse_gt(gt_doc, f"ground truth {gt_what}")
             d = _parse_dt(dt_doc, g, int(max_dets), f"detections {dt_what}")
             del gt_doc, dt_doc
-        bar.step("matching")
+        bar.update(1)
+        bar.set_postfix_str("matching")
         return _evaluate_parsed(g, d, int(max_dets), bar)
     finally:
         bar.close()
 
 
-class _Bar:
-    """A stage progress bar on stderr (tqdm), or nothing."""
-
-    def __init__(self, enabled: bool) -> None:
-        self._bar = None
-        if enabled:
-            from tqdm.auto import tqdm
-
-            self._bar = tqdm(total=3, desc="evaluate_lvis", unit="stage", leave=False)
-            self._bar.set_postfix_str("loading")
-
-    def step(self, name: str) -> None:
-        if self._bar is not None:
-            self._bar.update(1)
-            self._bar.set_postfix_str(name)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-
-
-def _evaluate_parsed(g: dict, d: dict, max_dets: int, bar: _Bar) -> LVISResult:
+def _evaluate_parsed(g: dict, d: dict, max_dets: int, bar: Any) -> LVISResult:
     n_img, n_cat = max(len(g["img_ids"]), 1), len(g["cat_ids"])
     n_t, n_r, n_a = len(_IOU_THRS), len(_REC_THRS), len(_AREA_LABELS)
 
@@ -542,7 +500,8 @@ def _evaluate_parsed(g: dict, d: dict, max_dets: int, bar: _Bar) -> LVISResult:
                                np.ascontiguousarray(dt_area), _AREA_RNG, _IOU_THRS,
                                matched, ignored, match_iou)  # fmt: skip
     del ious
-    bar.step("accumulating")
+    bar.update(1)
+    bar.set_postfix_str("accumulating")
 
     npig = np.zeros((n_cat, n_a), dtype=np.int64)
     gcat = g["cat"][go]
@@ -564,7 +523,8 @@ def _evaluate_parsed(g: dict, d: dict, max_dets: int, bar: _Bar) -> LVISResult:
         _match.accumulate_classes(order, cls_start, no_cap, scores, matched, ignored, match_iou,
                                   npig, np.array([1], dtype=np.int64), _REC_THRS,
                                   float(_IOU_THRS[0]), precision, recall, score_at, olrp)  # fmt: skip
-    bar.step("summarizing")
+    bar.update(1)
+    bar.set_postfix_str("summarizing")
     return _summarize(g, max_dets, precision[..., 0], recall[..., 0], olrp[:, :, 0, :])
 
 
@@ -574,11 +534,11 @@ def _summarize(g: dict, max_dets: int, precision, recall, olrp) -> LVISResult:
     def ap(iou=None, area=0, cats=None):
         s = precision if iou is None else precision[np.where(iou == _IOU_THRS)[0]]
         s = s[:, :, :, area] if cats is None else s[:, :, cats, area]
-        return -1.0 if len(s[s > -1]) == 0 else float(np.mean(s[s > -1]))
+        return _mean_present(s)
 
     def ar(area=0):
         s = recall[:, :, area]
-        return -1.0 if len(s[s > -1]) == 0 else float(np.mean(s[s > -1]))
+        return _mean_present(s)
 
     stats: dict[str, float] = {
         "AP": ap(), "AP50": ap(0.5), "AP75": ap(0.75),
@@ -604,7 +564,7 @@ def _summarize(g: dict, max_dets: int, precision, recall, olrp) -> LVISResult:
             "oLRP_FP": float(olrp[k, 0, 2]),
             "oLRP_FN": float(olrp[k, 0, 3]),
             "threshold": float(olrp[k, 0, 4]),
-            "AP": -1.0 if len(p[p > -1]) == 0 else float(np.mean(p[p > -1])),
+            "AP": _mean_present(p),
         })  # fmt: skip
     arrays = {
         name: np.ascontiguousarray(olrp[:, :, c])
