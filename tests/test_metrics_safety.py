@@ -102,3 +102,19 @@ def test_check_outputs_ignores_in_memory_inputs(tmp_path):
     check_outputs({"gt": {"images": []}, "dt": None}, {"--out": tmp_path / "x.json"})
     with pytest.raises(ValueError, match="is a directory"):
         check_outputs({}, {"--out": tmp_path})
+
+
+def test_cli_applies_saved_thresholds_to_a_results_file(tmp_path, capsys):
+    gp, dp = small_case(tmp_path)
+    dets = json.loads(dp.read_text()) + [
+        {"image_id": 1, "category_id": 1, "bbox": [50, 50, 9, 9], "score": 0.1}
+    ]
+    dp.write_text(json.dumps(dets))
+    thr, kept = tmp_path / "thr.json", tmp_path / "kept.json"
+    assert main(["coco", str(gp), str(dp), "--thresholds-out", str(thr)]) == 0
+    assert main(["apply-thresholds", str(dp), str(thr), "--out", str(kept)]) == 0
+    assert "kept 1 of 2 detections" in capsys.readouterr().out
+    assert json.loads(kept.read_text()) == dets[:1]
+    before = dp.read_bytes()
+    assert main(["apply-thresholds", str(dp), str(thr), "--out", str(dp)]) == 2
+    assert "refusing to overwrite" in capsys.readouterr().err and dp.read_bytes() == before

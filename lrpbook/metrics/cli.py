@@ -6,6 +6,8 @@ Usage::
                             [--thresholds-out thr.json]
     lrpbook-eval lvis GT DT [--out result.json] [--per-class] [--thresholds-out thr.json]
     lrpbook-eval panoptic GT_JSON PRED_JSON --gt-dir DIR --pred-dir DIR [--out result.json]
+    lrpbook-eval apply-thresholds RESULTS THRESHOLDS --out kept.json [--default THR]
+    lrpbook-eval --version
 
 Also ``python -m lrpbook.metrics ...``. The summary goes to stdout; ``--out`` writes
 ``{"stats": {...}, "per_class": [...]}`` with NaN as ``null``. Exit status 0 on success and 2 on
@@ -41,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     from lrpbook import __version__
 
     p.add_argument("--version", action="version", version=f"{PROG} (lrpbook) {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{coco,lvis,panoptic}")
+    sub = p.add_subparsers(dest="command", required=True,
+                           metavar="{coco,lvis,panoptic,apply-thresholds}")  # fmt: skip
 
     def common(sp: argparse.ArgumentParser, thresholds: bool = True) -> None:
         sp.add_argument("--out", type=Path, help="write the results as JSON (NaN as null)")
@@ -72,7 +75,27 @@ def _parser() -> argparse.ArgumentParser:
     pa.add_argument("--gt-dir", type=Path, required=True)
     pa.add_argument("--pred-dir", type=Path, required=True)
     common(pa, thresholds=False)
+
+    ap = sub.add_parser("apply-thresholds",
+                        help="keep the detections that reach their class' saved threshold")  # fmt: skip
+    ap.add_argument("results", type=Path, help="COCO results .json or .json.gz")
+    ap.add_argument("thresholds", type=Path, help="thresholds written by --thresholds-out")
+    ap.add_argument("--out", type=Path, required=True, help="where to write the kept results")
+    ap.add_argument("--default", type=float, default=None,
+                    help="threshold for classes without one (default: keep them)")  # fmt: skip
     return p
+
+
+def _run_apply(args: argparse.Namespace) -> tuple[str, Any, Any]:
+    from lrpbook.metrics._io import load_json
+    from lrpbook.metrics.thresholds import apply_thresholds, load_thresholds
+
+    dets = load_json(args.results, what="results")
+    if not isinstance(dets, list):
+        raise ValueError(f"results file {args.results}: expected a JSON array of detections")
+    kept = apply_thresholds(dets, load_thresholds(args.thresholds), default=args.default)
+    text = f"kept {len(kept)} of {len(dets)} detections"
+    return text, kept, None
 
 
 def _run_coco(args: argparse.Namespace) -> tuple[str, dict, Any]:
@@ -146,9 +169,10 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse has printed its usage message
         return int(exc.code or 0)
-    if args.progress is None:
+    if getattr(args, "progress", False) is None:
         args.progress = sys.stderr.isatty()
-    runner = {"coco": _run_coco, "lvis": _run_lvis, "panoptic": _run_panoptic}[args.command]
+    runner = {"coco": _run_coco, "lvis": _run_lvis, "panoptic": _run_panoptic,
+              "apply-thresholds": _run_apply}[args.command]  # fmt: skip
     try:
         check_outputs(_inputs(args), _outputs(args))
         with warnings.catch_warnings(record=True) as caught:
@@ -157,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         for w in caught:
             print(f"{PROG}: warning: {w.message}", file=sys.stderr)
         if args.out is not None:
-            write_atomic(args.out, json.dumps(out, indent=1))
+            indent = None if args.command == "apply-thresholds" else 1
+            write_atomic(args.out, json.dumps(out, indent=indent))
         if getattr(args, "thresholds_out", None) is not None:
             from lrpbook.metrics.thresholds import save_thresholds
 
