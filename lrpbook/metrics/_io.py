@@ -313,8 +313,10 @@ def _describe(v: Any) -> str:
         return f"{{{len(v)} entries}}"
     if isinstance(v, dict) and all(isinstance(x, np.ndarray) for x in v.values()):
         return "{" + ", ".join(f"{k}: {_describe(x)}" for k, x in v.items()) + "}"
-    if isinstance(v, list) and len(v) > 6:
-        return f"[{len(v)} items]"
+    if isinstance(v, list) and (len(v) > 6 or any(isinstance(x, dict) for x in v)):
+        return f"[{len(v)} rows]" if any(isinstance(x, dict) for x in v) else f"[{len(v)} items]"
+    if isinstance(v, dict) and any(isinstance(x, dict) for x in v.values()):
+        return f"{{{len(v)} rows}}"
     return repr(v)
 
 
