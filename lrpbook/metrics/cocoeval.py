@@ -63,14 +63,23 @@ class Params:
 
 
 class COCOeval:
-    """pycocotools' ``COCOeval`` surface on lrpbook's evaluator, with oLRP as well.
+    r"""pycocotools' ``COCOeval`` surface on lrpbook's evaluator, with oLRP as well.
 
     ``evaluate()`` runs :func:`lrpbook.metrics.evaluate` with the selection in :attr:`params`,
     ``accumulate()`` fills :attr:`eval` (``precision`` ``[T, R, K, A, M]``, ``recall``
     ``[T, K, A, M]``, ``scores``, ``counts``, ``params``, ``date``) and ``summarize()`` prints
     pycocotools' lines followed by the oLRP lines and sets :attr:`stats` exactly as pycocotools
     does (including its quirks: ``stats[0]`` looks up ``maxDets == 100``, the keypoint stats
-    ``maxDets == 20``; a missing entry gives ``-1``).
+    ``maxDets == 20``; a missing entry gives ``-1``). The oLRP reported with them is the
+    minimum over score thresholds of the LRP Error at :math:`\tau` = ``params.iouThrs[0]``:
+
+    .. math::
+
+        \mathrm{oLRP} = \min_{s} \frac{1}{\mathrm{TP} + \mathrm{FP} + \mathrm{FN}}
+        \Big(\sum_{\text{TP}} \frac{1 - \mathrm{IoU}}{1 - \tau} + \mathrm{FP}
+        + \mathrm{FN}\Big).
+
+    Implements thesis Eqs. (5.2) and (5.7) behind pycocotools' interface.
 
     Args:
         cocoGt (COCO | dict | str | PathLike): the ground truth (a pycocotools ``COCO``, a dict
