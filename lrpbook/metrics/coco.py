@@ -646,6 +646,8 @@ def evaluate(
             Default: all categories of ``gt``.
         use_cats (bool): ``False`` pools all categories into one, as ``params.useCats = 0``
             (class-agnostic; the single per-class row has ``category_id`` -1). Default ``True``.
+            (For keypoints pycocotools matches nothing in that mode; see
+            :class:`~lrpbook.metrics.COCOeval`.)
         max_dets (Iterable[int], optional): ``params.maxDets``, sorted; three values for bbox
             and segm (``AR1``, ``AR10``, ``AR100`` use them in order), one for keypoints.
             Default ``[1, 10, 100]`` (keypoints ``[20]``).

@@ -98,7 +98,11 @@ class COCOeval:
 
     Note:
         Not provided: ``evalImgs`` and ``ious`` (lrpbook never builds per-image dicts), and
-        changing ``recThrs`` or ``kpt_oks_sigmas`` (a ``ValueError``).
+        changing ``recThrs`` or ``kpt_oks_sigmas`` (a ``ValueError``). One deliberate
+        difference: keypoints with ``useCats = 0``. pycocotools' ``computeOks`` ignores
+        ``useCats`` and looks the ground truths up under category ``-1``, where there are none,
+        so no detection ever matches; lrpbook pools the categories as it does for boxes and
+        masks (where ``.stats`` equal pycocotools').
 
     Example:
         >>> E = COCOeval(gt_dict, detections, "bbox")  # doctest: +SKIP
