@@ -10,7 +10,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["_column", "_isin_sorted", "_unique_sorted", "_mean_valid", "_mean_present"]
+from lrpbook.metrics import _match
+
+__all__ = [
+    "_column", "_isin_sorted", "_unique_sorted", "_mean_valid", "_mean_present", "_groups",
+    "_gt_counts", "_accumulate",
+]  # fmt: skip
 
 
 def _column(items: list, key: str, what: str, kind: str) -> list[Any]:
@@ -54,3 +59,57 @@ def _mean_present(s: np.ndarray) -> float:
     """pycocotools' summary rule: the mean of the entries > -1, or -1 when there is none."""
     v = s[s > -1]
     return -1.0 if len(v) == 0 else float(np.mean(v))
+
+
+def _groups(gkey: np.ndarray, dkey: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The (class, image) groups of sorted GT and detection keys ``class * n_img + image``.
+
+    Returns ``groups, g0, g1, d0, d1, off``: the group keys, the GT range ``g0:g1`` and the
+    detection range ``d0:d1`` of each group, and the start of each group's similarity block in
+    the flat array (length ``groups + 1``).
+    """
+    groups = np.union1d(_unique_sorted(gkey), _unique_sorted(dkey))
+    g0 = np.searchsorted(gkey, groups, side="left")
+    g1 = np.searchsorted(gkey, groups, side="right")
+    d0 = np.searchsorted(dkey, groups, side="left")
+    d1 = np.searchsorted(dkey, groups, side="right")
+    return groups, g0, g1, d0, d1, _match.pair_offsets(d1 - d0, g1 - g0)
+
+
+def _gt_counts(gcat: np.ndarray, gt_ig: np.ndarray, gt_area: np.ndarray, area_rng: np.ndarray,
+               n_cat: int) -> np.ndarray:  # fmt: skip
+    """Non-ignored GTs per class and area range (``[K, A]``), the recall denominators."""
+    npig = np.zeros((n_cat, len(area_rng)), dtype=np.int64)
+    for a, (lo, hi) in enumerate(area_rng):
+        ok = ~gt_ig & (gt_area >= lo) & (gt_area <= hi)
+        npig[:, a] = np.bincount(gcat[ok], minlength=n_cat)
+    return npig
+
+
+def _accumulate(dcat: np.ndarray, scores: np.ndarray, rank: np.ndarray, matched: np.ndarray,
+                ignored: np.ndarray, match_iou: np.ndarray, npig: np.ndarray,
+                max_dets: np.ndarray, rec_thrs: np.ndarray, iou_thrs: np.ndarray) -> dict:  # fmt: skip
+    """Pool each class' detections over images (descending score, stable: image order, then
+    input order) and run the accumulation kernel: precision, recall, scores, oLRP.
+
+    Returns a dict with ``precision [T, R, K, A, M]``, ``recall [T, K, A, M]``, ``scores``,
+    ``olrp [K, A, M, 5]`` (oLRP, Loc, FP, FN, threshold), ``order`` and ``cls_start``.
+    """
+    n_cat, n_a = npig.shape
+    n_t, n_r, n_m = len(iou_thrs), len(rec_thrs), len(max_dets)
+    order = np.lexsort((-scores, dcat)).astype(np.int64)
+    cls_start = np.searchsorted(dcat[order], np.arange(n_cat + 1), side="left").astype(np.int64)
+    out = {
+        "precision": -np.ones((n_t, n_r, n_cat, n_a, n_m)),
+        "recall": -np.ones((n_t, n_cat, n_a, n_m)),
+        "scores": -np.ones((n_t, n_r, n_cat, n_a, n_m)),
+        "olrp": -np.ones((n_cat, n_a, n_m, 5)),
+        "order": order,
+        "cls_start": cls_start,
+    }
+    with np.errstate(invalid="ignore", divide="ignore"):
+        _match.accumulate_classes(order, cls_start, rank.astype(np.int64), scores, matched,
+                                  ignored, match_iou, npig, max_dets.astype(np.int64), rec_thrs,
+                                  float(iou_thrs[0]), out["precision"], out["recall"],
+                                  out["scores"], out["olrp"])  # fmt: skip
+    return out

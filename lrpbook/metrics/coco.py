@@ -20,11 +20,13 @@ import numpy as np
 
 from lrpbook.metrics import _match
 from lrpbook.metrics._common import (
+    _accumulate,
     _column,
+    _groups,
+    _gt_counts,
     _isin_sorted,
     _mean_present,
     _mean_valid,
-    _unique_sorted,
 )
 from lrpbook.metrics._io import (
     check_not_swapped,
@@ -810,7 +812,7 @@ def _evaluate_parsed(g: dict, d: dict, iou_type: str, *, progress: bool, what: s
     labels, area_rng, max_dets = cfg["labels"], cfg["area_rng"], cfg["max_dets"]
     iou_thrs = cfg["iou_thrs"]
     n_img, n_cat = len(g["img_ids"]), len(g["cat_ids"])
-    n_t, n_r, n_a, n_m = len(iou_thrs), len(_REC_THRS), len(labels), len(max_dets)
+    n_t, n_a = len(iou_thrs), len(labels)
 
     # ground truths sorted by (class, image), input order inside (stable)
     gi = np.flatnonzero(g["keep"])
@@ -831,12 +833,7 @@ def _evaluate_parsed(g: dict, d: dict, iou_type: str, *, progress: bool, what: s
     else:
         rank = np.zeros(0, dtype=np.int64)
 
-    groups = np.union1d(_unique_sorted(gkey), _unique_sorted(dkey))
-    g0 = np.searchsorted(gkey, groups, side="left")
-    g1 = np.searchsorted(gkey, groups, side="right")
-    d0 = np.searchsorted(dkey, groups, side="left")
-    d1 = np.searchsorted(dkey, groups, side="right")
-    off = _match.pair_offsets(d1 - d0, g1 - g0)
+    groups, g0, g1, d0, d1, off = _groups(gkey, dkey)
     total = int(off[-1])
     grp = (d0, d1, g0, g1, groups % max(n_img, 1))
 
@@ -867,25 +864,13 @@ def _evaluate_parsed(g: dict, d: dict, iou_type: str, *, progress: bool, what: s
     bar.update(1)
     bar.set_postfix_str("accumulating")
     # non-ignored GTs per class and area range
-    npig = np.zeros((n_cat, n_a), dtype=np.int64)
-    gcat = g["cat"][gi]
-    for a, (lo, hi) in enumerate(area_rng):
-        ok = ~gt_ig & (gt_area >= lo) & (gt_area <= hi)
-        npig[:, a] = np.bincount(gcat[ok], minlength=n_cat)
-
-    # pooled order per class: descending score, stable (image id order, then input order)
+    npig = _gt_counts(g["cat"][gi], gt_ig, gt_area, area_rng, n_cat)
     scores = np.ascontiguousarray(d["score"][di])
-    dcat = dkey // max(n_img, 1)
-    order = np.lexsort((-scores, dcat)).astype(np.int64)
-    cls_start = np.searchsorted(dcat[order], np.arange(n_cat + 1), side="left").astype(np.int64)
-
-    precision = -np.ones((n_t, n_r, n_cat, n_a, n_m))
-    recall = -np.ones((n_t, n_cat, n_a, n_m))
-    score_at = -np.ones((n_t, n_r, n_cat, n_a, n_m))
-    olrp = -np.ones((n_cat, n_a, n_m, 5))
-    _match.accumulate_classes(order, cls_start, rank.astype(np.int64), scores, matched, ignored,
-                              match_iou, npig, max_dets, _REC_THRS, float(iou_thrs[0]),
-                              precision, recall, score_at, olrp)  # fmt: skip
+    acc = _accumulate(dkey // max(n_img, 1), scores, rank, matched, ignored, match_iou, npig,
+                      max_dets, _REC_THRS, iou_thrs)  # fmt: skip
+    precision, recall = acc["precision"], acc["recall"]
+    score_at, olrp = acc["scores"], acc["olrp"]
+    order, cls_start = acc["order"], acc["cls_start"]
     bar.update(1)
     res = _summarize(iou_type, g, cfg, precision, recall, score_at, olrp)
     res._curve_data = {

@@ -29,11 +29,13 @@ import numpy as np
 
 from lrpbook.metrics import _match
 from lrpbook.metrics._common import (
+    _accumulate,
     _column,
+    _groups,
+    _gt_counts,
     _isin_sorted,
     _mean_present,
     _mean_valid,
-    _unique_sorted,
 )
 from lrpbook.metrics._io import (
     Stats,
@@ -463,7 +465,7 @@ def evaluate_lvis(
 
 def _evaluate_parsed(g: dict, d: dict, max_dets: int, bar: Any) -> LVISResult:
     n_img, n_cat = max(len(g["img_ids"]), 1), len(g["cat_ids"])
-    n_t, n_r, n_a = len(_IOU_THRS), len(_REC_THRS), len(_AREA_LABELS)
+    n_t, n_a = len(_IOU_THRS), len(_AREA_LABELS)
 
     # GTs sorted by (class, image), input order inside; detections by (class, image, -score),
     # ties in input order
@@ -473,12 +475,7 @@ def _evaluate_parsed(g: dict, d: dict, max_dets: int, bar: Any) -> LVISResult:
     dkey = d["cat"] * n_img + d["img"]
     do = np.lexsort((-d["score"], dkey))
     dkey = dkey[do]
-    groups = np.union1d(_unique_sorted(gkey), _unique_sorted(dkey))
-    g0 = np.searchsorted(gkey, groups, side="left")
-    g1 = np.searchsorted(gkey, groups, side="right")
-    d0 = np.searchsorted(dkey, groups, side="left")
-    d1 = np.searchsorted(dkey, groups, side="right")
-    off = _match.pair_offsets(d1 - d0, g1 - g0)
+    _, g0, g1, d0, d1, off = _groups(gkey, dkey)
 
     gt_box = np.ascontiguousarray(g["box"][go])
     gt_area = np.ascontiguousarray(g["area"][go])
@@ -503,26 +500,12 @@ def _evaluate_parsed(g: dict, d: dict, max_dets: int, bar: Any) -> LVISResult:
     bar.update(1)
     bar.set_postfix_str("accumulating")
 
-    npig = np.zeros((n_cat, n_a), dtype=np.int64)
-    gcat = g["cat"][go]
-    for a, (lo, hi) in enumerate(_AREA_RNG):
-        ok = ~gt_ig & (gt_area >= lo) & (gt_area <= hi)
-        npig[:, a] = np.bincount(gcat[ok], minlength=n_cat)
-
-    # pooled order per class: descending score, stable (image-id order, then input order)
-    scores = np.ascontiguousarray(d["score"][do])
-    dcat = dkey // n_img
-    order = np.lexsort((-scores, dcat)).astype(np.int64)
-    cls_start = np.searchsorted(dcat[order], np.arange(n_cat + 1), side="left").astype(np.int64)
-    precision = -np.ones((n_t, n_r, n_cat, n_a, 1))
-    recall = -np.ones((n_t, n_cat, n_a, 1))
-    score_at = -np.ones((n_t, n_r, n_cat, n_a, 1))
-    olrp = -np.ones((n_cat, n_a, 1, 5))
+    npig = _gt_counts(g["cat"][go], gt_ig, gt_area, _AREA_RNG, n_cat)
     no_cap = np.zeros(n_d, dtype=np.int64)  # LVIS has no per-class cap
-    with np.errstate(invalid="ignore", divide="ignore"):
-        _match.accumulate_classes(order, cls_start, no_cap, scores, matched, ignored, match_iou,
-                                  npig, np.array([1], dtype=np.int64), _REC_THRS,
-                                  float(_IOU_THRS[0]), precision, recall, score_at, olrp)  # fmt: skip
+    acc = _accumulate(dkey // n_img, np.ascontiguousarray(d["score"][do]), no_cap, matched,
+                      ignored, match_iou, npig, np.array([1], dtype=np.int64), _REC_THRS,
+                      _IOU_THRS)  # fmt: skip
+    precision, recall, olrp = acc["precision"], acc["recall"], acc["olrp"]
     bar.update(1)
     bar.set_postfix_str("summarizing")
     return _summarize(g, max_dets, precision[..., 0], recall[..., 0], olrp[:, :, 0, :])
