@@ -61,7 +61,8 @@ class PanopticResult:
     def stats(self) -> dict[str, float]:
         """The headline numbers, flat like the COCO and LVIS ``stats``: ``PQ``, ``SQ``, ``RQ``,
         ``LRP``, ``LRP_Loc``, ``LRP_FP``, ``LRP_FN`` (over All), then the same with the suffix
-        ``_th`` (Things) and ``_st`` (Stuff). NaN where there is nothing to evaluate."""
+        ``_th`` (Things) and ``_st`` (Stuff). As in the COCO and LVIS ``stats``, ``-1`` means
+        "nothing to evaluate" (a mean over no class, NaN in :attr:`results`)."""
         names = {"pq": "PQ", "sq": "SQ", "rq": "RQ", "lrp": "LRP", "lrp_loc": "LRP_Loc",
                  "lrp_fp": "LRP_FP", "lrp_fn": "LRP_FN"}  # fmt: skip
         out: dict[str, float] = {}
@@ -69,7 +70,8 @@ class PanopticResult:
             r = self.results.get(group, {})
             for k, name in names.items():
                 if k in r:
-                    out[name + suffix] = float(r[k])
+                    v = float(r[k])
+                    out[name + suffix] = -1.0 if math.isnan(v) else v
         return out
 
     @property
