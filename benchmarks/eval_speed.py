@@ -169,8 +169,9 @@ def _worker(tool: str, gt_path: str, dt_path: str, repeats: int) -> None:
 
 
 _WHOLE = {
-    "lrpbook": "import sys; from lrpbook.metrics.cli import main; "
-    "raise SystemExit(main(['coco', sys.argv[1], sys.argv[2], '--iou-type', 'bbox']))",
+    "lrpbook": "import sys; from lrpbook.metrics.cli import console_main; "
+    "sys.argv = ['lrpbook-eval', 'coco', sys.argv[1], sys.argv[2], '--iou-type', 'bbox']; "
+    "raise SystemExit(console_main())",
     "pycocotools": "import sys\nfrom pycocotools.coco import COCO\n"
     "from pycocotools.cocoeval import COCOeval\nc = COCO(sys.argv[1])\n"
     "e = COCOeval(c, c.loadRes(sys.argv[2]), 'bbox')\ne.evaluate(); e.accumulate(); e.summarize()",

@@ -107,3 +107,27 @@ def test_version_flag(capsys):
 
     assert main(["--version"]) == 0
     assert lrpbook.__version__ in capsys.readouterr().out
+
+
+def test_console_process_skips_scipy_blas_and_gives_the_same_numbers(tmp_path):
+    gt = {"images": [{"id": 1}], "categories": [{"id": 1, "name": "a"}],
+          "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 9, 9],
+                           "area": 81}]}  # fmt: skip
+    dt = [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 9, 8], "score": 0.5}]
+    g, d, o = tmp_path / "g.json", tmp_path / "d.json", tmp_path / "o.json"
+    g.write_text(json.dumps(gt))
+    d.write_text(json.dumps(dt))
+    out = _fresh(
+        "import sys\nfrom lrpbook.metrics.cli import console_main\n"
+        f"sys.argv = ['lrpbook-eval', 'coco', {str(g)!r}, {str(d)!r}, '--out', {str(o)!r}]\n"
+        "try:\n    console_main()\nfinally:\n"
+        "    print('blas', sys.modules.get('scipy.linalg.cython_blas') is not None)"
+    )
+    assert out.splitlines()[-1] == "blas False"
+    from lrpbook.metrics import evaluate
+
+    assert json.loads(o.read_text())["stats"]["oLRP"] == evaluate(gt, dt).stats["oLRP"]
+    import sys as _sys
+
+    assert "scipy.linalg.cython_blas" not in _sys.modules or _sys.modules[
+        "scipy.linalg.cython_blas"] is not None  # fmt: skip

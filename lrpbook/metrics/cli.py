@@ -30,7 +30,7 @@ from typing import Any
 
 from lrpbook.metrics._io import check_outputs, nan_to_none, write_atomic
 
-__all__ = ["main"]
+__all__ = ["main", "console_main"]
 
 PROG = "lrpbook-eval"
 
@@ -195,5 +195,27 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+#: Modules that the ``lrpbook-eval`` process keeps numba from importing: when it first loads a
+#: compiled kernel, numba loads SciPy's BLAS/LAPACK wrappers (about 0.2 s of CPU) for its
+#: linear-algebra support, which the evaluator's kernels never use.
+_NOT_IN_CLI = ("scipy.linalg.cython_blas", "scipy.linalg.cython_lapack")
+
+
+def console_main() -> int:
+    """The ``lrpbook-eval`` console script and ``python -m lrpbook.metrics``: :func:`main` in a
+    process of its own, started without the imports that the evaluator does not need.
+
+    Only the command-line process is changed this way (no user code runs in it); calling
+    :func:`main` from Python changes nothing.
+
+    Returns:
+        int: the exit status of :func:`main`.
+    """
+    if "numba.np.arraymath" not in sys.modules:  # no kernel loaded yet in this process
+        for name in _NOT_IN_CLI:
+            sys.modules.setdefault(name, None)  # type: ignore[assignment]
+    return main()
+
+
 if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+    raise SystemExit(console_main())
