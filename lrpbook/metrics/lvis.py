@@ -33,9 +33,12 @@ from lrpbook.metrics._common import (
     _column,
     _groups,
     _gt_counts,
+    _ids,
     _isin_sorted,
     _mean_present,
     _mean_valid,
+    _numbers,
+    _unique_ids,
 )
 from lrpbook.metrics._io import (
     Stats,
@@ -154,69 +157,6 @@ def _fmt(v: Any) -> str:
 # input parsing and checks
 
 
-def _numbers(values: list, what: str, kind: str, key: str, width: int | None = None) -> np.ndarray:
-    """``values`` as a float64 array (``[N]`` or ``[N, width]``), finite, or a ValueError."""
-    shape = (len(values),) if width is None else (len(values), width)
-    if len(values) == 0:
-        return np.zeros(shape, dtype=np.float64)
-    try:
-        # no dtype= here: numpy would silently turn the string "12" into 12.0
-        arr = np.asarray(values)
-        ok = arr.shape == shape and arr.dtype.kind in "fiu"
-        arr = arr.astype(np.float64)
-    except (ValueError, TypeError):
-        ok = False
-    if not ok:
-        exp = "a number" if width is None else f"a list of {width} numbers"
-        for i, v in enumerate(values):
-            try:
-                va = np.asarray(v)
-                good = va.shape == shape[1:] and va.dtype.kind in "fiu"
-            except (ValueError, TypeError):
-                good = False
-            if not good or isinstance(v, (bool, str)):
-                raise ValueError(f"{what}: {kind} at index {i}: '{key}' must be {exp}; got {v!r}")
-        raise ValueError(f"{what}: '{key}' of the {kind}s must each be {exp}")
-    bad = ~np.isfinite(arr.reshape(len(values), -1)).all(axis=1)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{what}: {kind} at index {i} has a non-finite '{key}': {values[i]!r}")
-    return arr
-
-
-def _int_ids(values: list, what: str, kind: str, key: str) -> np.ndarray:
-    """``values`` as an int64 array; integral floats (``1.0``) are accepted. Vectorised; the
-    offending entry is searched for only when there is one."""
-    try:
-        arr = np.asarray(values)
-    except (ValueError, TypeError):
-        arr = np.asarray([None])
-    if len(values) == 0:
-        return np.zeros(0, dtype=np.int64)
-    if arr.ndim == 1 and arr.dtype.kind in "iu":
-        return arr.astype(np.int64)
-    if (
-        arr.ndim == 1
-        and arr.dtype.kind == "f"
-        and np.all(np.isfinite(arr))
-        and np.all(arr == np.round(arr))
-    ):
-        return arr.astype(np.int64)
-    for i, v in enumerate(values):
-        if isinstance(v, bool) or not (
-            isinstance(v, int) or (isinstance(v, float) and math.isfinite(v) and v == int(v))
-        ):
-            raise ValueError(f"{what}: {kind} at index {i}: '{key}' must be an integer; got {v!r}")
-    return arr.astype(np.int64)  # pragma: no cover - every entry passed the check above
-
-
-def _unique_ids(ids: np.ndarray, what: str, kind: str) -> np.ndarray:
-    u, counts = np.unique(ids, return_counts=True)
-    if (counts > 1).any():
-        raise ValueError(f"{what}: {kind} id {int(u[counts > 1][0])} appears more than once")
-    return u
-
-
 def _pairs(imgs: list, img_idx: np.ndarray, key: str, cat_ids: np.ndarray, what: str) -> np.ndarray:
     """Sorted unique keys ``image_index * K + category_index`` of an image-level category list.
 
@@ -230,7 +170,7 @@ def _pairs(imgs: list, img_idx: np.ndarray, key: str, cat_ids: np.ndarray, what:
             raise ValueError(f"{what}: image at index {i}: '{key}' must be a list of category ids")
         if lst:
             rows.append(np.full(len(lst), img_idx[i], dtype=np.int64))
-            cats.append(_int_ids(lst, what, f"image at index {i}, '{key}' entry", "category id"))
+            cats.append(_ids(lst, what, f"image at index {i}, '{key}' entry", "category id"))
     if not rows:
         return np.zeros(0, dtype=np.int64)
     row, cat = np.concatenate(rows), np.concatenate(cats)
@@ -249,9 +189,9 @@ def _parse_gt(gt: Any, what: str) -> dict[str, Any]:
         if not isinstance(gt[key], list):
             raise ValueError(f"{what}: '{key}' must be a list; got {type(gt[key]).__name__}")
     imgs, anns, cats = gt["images"], gt["annotations"], gt["categories"]
-    img_ids_raw = _int_ids(_column(imgs, "id", what, "image"), what, "image", "id")
+    img_ids_raw = _ids(_column(imgs, "id", what, "image"), what, "image", "id")
     img_ids = _unique_ids(img_ids_raw, what, "image")
-    cat_ids_raw = _int_ids(_column(cats, "id", what, "category"), what, "category", "id")
+    cat_ids_raw = _ids(_column(cats, "id", what, "category"), what, "category", "id")
     cat_ids = _unique_ids(cat_ids_raw, what, "category")
     by_id = {int(c["id"]): c for c in cats}
     names, freqs = [], []
@@ -267,10 +207,10 @@ def _parse_gt(gt: Any, what: str) -> dict[str, Any]:
     neg = _pairs(imgs, img_idx, "neg_category_ids", cat_ids, what)
     nel = _pairs(imgs, img_idx, "not_exhaustive_category_ids", cat_ids, what)
 
-    ann_ids = _int_ids(_column(anns, "id", what, "annotation"), what, "annotation", "id")
+    ann_ids = _ids(_column(anns, "id", what, "annotation"), what, "annotation", "id")
     _unique_ids(ann_ids, what, "annotation")
-    a_img = _int_ids(_column(anns, "image_id", what, "annotation"), what, "annotation", "image_id")
-    a_cat = _int_ids(
+    a_img = _ids(_column(anns, "image_id", what, "annotation"), what, "annotation", "image_id")
+    a_cat = _ids(
         _column(anns, "category_id", what, "annotation"), what, "annotation", "category_id"
     )
     area = _numbers(_column(anns, "area", what, "annotation"), what, "annotation", "area")
@@ -307,8 +247,8 @@ def _parse_dt(dt: Any, g: dict, max_dets: int, what: str) -> dict[str, Any]:
         dt = dt["annotations"]
     if not isinstance(dt, list):
         raise ValueError(f"{what}: detections must be a JSON array; got a {type(dt).__name__}")
-    img = _int_ids(_column(dt, "image_id", what, "detection"), what, "detection", "image_id")
-    cat = _int_ids(_column(dt, "category_id", what, "detection"), what, "detection", "category_id")
+    img = _ids(_column(dt, "image_id", what, "detection"), what, "detection", "image_id")
+    cat = _ids(_column(dt, "category_id", what, "detection"), what, "detection", "category_id")
     score = _numbers(_column(dt, "score", what, "detection"), what, "detection", "score")
     box = _numbers(_column(dt, "bbox", what, "detection"), what, "detection", "bbox", 4)
     known = _isin_sorted(img, g["img_ids"])
