@@ -15,6 +15,8 @@ def _find_refcases() -> Path | None:
     if os.environ.get("LRPBOOK_REFCASES"):
         candidates.append(Path(os.environ["LRPBOOK_REFCASES"]))
     candidates += [REPO / "shared" / "refcases", REPO.parent / "shared" / "refcases"]
+    # copies shipped with the tests (lrp, peer, losses), so a fresh clone checks the numbers
+    candidates.append(REPO / "tests" / "data" / "refcases")
     for c in candidates:
         if c.is_dir():
             return c
@@ -25,7 +27,8 @@ def _find_refcases() -> Path | None:
 def refcases() -> Path:
     """Path to the reference cases computed with the official code (``shared/refcases``).
 
-    Looked up in ``$LRPBOOK_REFCASES``, ``<repo>/shared/refcases`` and ``<repo>/../shared/refcases``.
+    Looked up in ``$LRPBOOK_REFCASES``, ``<repo>/shared/refcases``, ``<repo>/../shared/refcases``
+    and, last, the copies in ``tests/data/refcases`` (so a fresh clone checks the official numbers).
     In CI the folder is always present; elsewhere the tests that need it are skipped with a reason.
     """
     path = _find_refcases()

@@ -296,3 +296,22 @@ def test_simulator_rejects_bad_knobs(knob, value, synth):
 def test_an_int_image_size_gives_square_images(tmp_path):
     ds = data.make_synthetic_coco(tmp_path / "sq", num_images=1, image_size=40)
     assert (ds.dataset["images"][0]["width"], ds.dataset["images"][0]["height"]) == (40, 40)
+
+
+def test_annotation_files_are_read_by_the_package_json_loader(tmp_path, synth, monkeypatch):
+    """One JSON loader for the package: gzip works, and the metrics loader is what reads."""
+    import gzip
+
+    from lrpbook.metrics import _io
+
+    doc = json.loads(synth.ann_file.read_text())
+    gz = tmp_path / "instances.json.gz"
+    gz.write_bytes(gzip.compress(synth.ann_file.read_bytes()))
+    assert data.load_coco_json(gz) == doc
+    calls = []
+    real = _io.parse_json
+    monkeypatch.setattr(_io, "parse_json", lambda raw: calls.append(1) or real(raw))
+    data.load_coco_json(synth.ann_file)
+    assert len(calls) == 1
+    data.simulate_detections(synth.ann_file)
+    assert len(calls) == 2

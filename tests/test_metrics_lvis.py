@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from lrpbook.metrics.cli import main
-from lrpbook.metrics.lvis import LVIS_STATS_KEYS, LVISResult, evaluate_lvis
+from lrpbook.metrics.lvis import LVIS_OFFICIAL_KEYS, LVIS_STATS_KEYS, LVISResult, evaluate_lvis
 
 
 def same(mine: float, ref: float | None, rtol: float = 1e-12) -> bool:
@@ -44,8 +44,10 @@ def test_reference_case_stats_equal_official(lvis_case):
     gt, dt, off = lvis_case
     res = evaluate_lvis(gt, dt)
     assert isinstance(res, LVISResult)
-    assert list(res.stats) == off["results_keys_in_order"][:-1] == list(LVIS_STATS_KEYS)
-    for k in LVIS_STATS_KEYS:
+    official = off["results_keys_in_order"][:-1]
+    assert list(res.stats) == [LVIS_OFFICIAL_KEYS.get(k, k) for k in official]
+    assert list(res.stats) == list(LVIS_STATS_KEYS)
+    for k in official:  # the official spellings are read through the aliases
         assert same(res.stats[k], off["results"][k]), (k, res.stats[k], off["results"][k])
 
 
@@ -321,8 +323,8 @@ def test_nan_or_inf_score_is_an_error(bad):
 
 def test_non_positive_box_and_missing_keys_are_errors():
     gt = {"images": [_img(1)], "annotations": [_ann(1, 1, 1, (0, 0, 10, 10))], "categories": CATS}
-    with pytest.raises(ValueError, match="non-positive width or height"):
-        evaluate_lvis(gt, [_det(1, 1, (0, 0, 0, 5), 0.5)])
+    with pytest.raises(ValueError, match="negative width or height"):
+        evaluate_lvis(gt, [_det(1, 1, (0, 0, -1, 5), 0.5)])
     with pytest.raises(ValueError, match="detection at index 0 has no 'score' key"):
         evaluate_lvis(gt, [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1]}])
     with pytest.raises(ValueError, match="has no 'categories' key"):
@@ -372,9 +374,10 @@ def test_cli_lvis_writes_the_official_numbers(lvis_case, tmp_path, capsys):
     assert main(["lvis", str(gt), str(dt), "--out", str(out), "--no-progress"]) == 0
     assert "oLRPr" in capsys.readouterr().out
     doc = json.loads(out.read_text())
-    assert list(doc["stats"]) == off["results_keys_in_order"][:-1]
-    for k, v in doc["stats"].items():
-        assert same(v, off["results"][k]), k
+    official = off["results_keys_in_order"][:-1]
+    assert list(doc["stats"]) == [LVIS_OFFICIAL_KEYS.get(k, k) for k in official]
+    for k in official:
+        assert same(doc["stats"][LVIS_OFFICIAL_KEYS.get(k, k)], off["results"][k]), k
     for k, row in enumerate(doc["per_class"]):
         assert row["category_id"] == off["params"]["cat_ids"][k]
         assert same(row["oLRP"], off["eval_arrays_KxA"]["olrp"][k][0])

@@ -179,6 +179,10 @@ def test_split_without_classes_is_nan_with_n_zero(tmp_path):
     stuff = res.results["Stuff"]
     assert stuff["n"] == 0 and all(math.isnan(stuff[k]) for k in KEYS)
     assert res.results["Things"]["n"] == 3
+    # the flat stats share COCO's and LVIS' convention: -1 is "nothing to evaluate"
+    assert res.stats["PQ_st"] == -1 and res.stats["LRP_st"] == -1
+    assert res.stats["PQ_th"] == res.results["Things"]["pq"] and res.thresholds == {}
+    assert "stats=" in repr(res) and len(repr(res)) < 1500
 
 
 def test_categories_argument_overrides_the_json(tmp_path):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,8 @@ from pycocotools.coco import COCO
 from torch import Tensor
 from torchvision.datasets import CocoDetection as _TVCocoDetection
 from torchvision.transforms.functional import pil_to_tensor
+
+from lrpbook.metrics._io import load_json
 
 __all__ = ["CocoDetection", "collate_fn", "load_coco_json"]
 
@@ -40,10 +41,10 @@ def load_coco_json(ann_file: str | Path) -> dict:
     path = Path(ann_file)
     if not path.is_file():
         raise FileNotFoundError(f"annotation file not found: {path}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+    try:  # the package's one JSON loader (orjson, gzip, a one-line message)
+        data = load_json(path, what="annotation file")
+    except ValueError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object with images/annotations/categories")
     for key in ("images", "annotations", "categories"):

@@ -5,11 +5,12 @@ Taught in: chapter "Detection basics and notation" and chapter "LRP Error".
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from lrpbook.metrics._io import load_json
 
 __all__ = ["simulate_detections"]
 
@@ -48,7 +49,7 @@ def simulate_detections(
         ValueError: on a knob outside its range, or a ``gt`` without images/annotations/categories.
     """
     if isinstance(gt, (str, Path)):
-        gt = json.loads(Path(gt).read_text(encoding="utf-8"))
+        gt = load_json(gt, what="ground truth")
     for key in ("images", "annotations", "categories"):
         if key not in gt:
             raise ValueError(f"`gt` must be a COCO instances dict; it has no {key!r}")

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw
 from pycocotools import mask as mask_utils
+
+from lrpbook.boxes import box_iou_aligned
 
 __all__ = ["SyntheticCoco", "make_synthetic_coco", "SHAPES"]
 
@@ -99,12 +101,17 @@ def _shape_polygon(shape: str, x1: float, y1: float, x2: float, y2: float) -> li
     return [round(float(v), 2) for p in pts for v in p]
 
 
-def _box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+def _overlaps_below(box: list[float], placed: list[list[float]], overlap: float) -> bool:
+    """Whether ``box`` (xyxy) has IoU <= ``overlap`` with every box in ``placed``.
+
+    Uses :func:`lrpbook.boxes.box_iou_aligned` in float64, whose arithmetic is the scalar
+    formula's (so the generated datasets are unchanged).
+    """
+    if not placed:
+        return True
+    others = torch.tensor(placed, dtype=torch.float64)
+    mine = torch.tensor([box], dtype=torch.float64).expand_as(others)
+    return bool((box_iou_aligned(mine, others) <= overlap).all())
 
 
 def _check_pair(name: str, value: Any, lo: float, hi: float, integer: bool = False) -> tuple:
@@ -248,7 +255,7 @@ def make_synthetic_coco(
                 cy = h / 2 + v * (height - h)
                 box = [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
                 box = [round(float(b), 2) for b in box]
-                if all(_box_iou(box, other) <= overlap for other in placed):
+                if _overlaps_below(box, placed, overlap):
                     break
             else:
                 continue

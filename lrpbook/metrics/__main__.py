@@ -1,5 +1,5 @@
 """``python -m lrpbook.metrics`` runs the ``lrpbook-eval`` command line."""
 
-from lrpbook.metrics.cli import main
+from lrpbook.metrics.cli import console_main
 
-raise SystemExit(main())
+raise SystemExit(console_main())

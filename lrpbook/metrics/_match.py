@@ -16,8 +16,40 @@ Layout conventions:
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import numba as nb
 import numpy as np
+
+
+def _ensure_writable_cache() -> None:
+    """Point numba's on-disk cache at a writable folder when the package folder is not one.
+
+    numba caches compiled kernels next to this file (``__pycache__``) and otherwise in the user's
+    cache folder; when neither can be written (a read-only install in a container without a home)
+    every process would compile again, so a per-user folder under the temporary directory is
+    used. ``NUMBA_CACHE_DIR``, when set, is respected.
+    """
+    if os.environ.get("NUMBA_CACHE_DIR") or nb.config.CACHE_DIR:
+        return
+    here = os.path.dirname(os.path.abspath(__file__))
+    pycache = os.path.join(here, "__pycache__")
+    if os.access(pycache if os.path.isdir(pycache) else here, os.W_OK):
+        return
+    home_cache = os.path.join(os.path.expanduser("~"), ".cache")
+    if os.access(home_cache if os.path.isdir(home_cache) else os.path.expanduser("~"), os.W_OK):
+        return  # numba's user-wide cache folder will do
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    folder = os.path.join(tempfile.gettempdir(), f"lrpbook-numba-{uid}")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError:
+        return
+    nb.config.CACHE_DIR = folder
+
+
+_ensure_writable_cache()
 
 __all__ = ["box_iou_groups", "greedy_match_groups", "accumulate_classes", "pair_offsets"]
 

@@ -6,10 +6,14 @@ Usage::
                             [--thresholds-out thr.json]
     lrpbook-eval lvis GT DT [--out result.json] [--per-class] [--thresholds-out thr.json]
     lrpbook-eval panoptic GT_JSON PRED_JSON --gt-dir DIR --pred-dir DIR [--out result.json]
+    lrpbook-eval apply-thresholds RESULTS THRESHOLDS --out kept.json [--default THR]
+    lrpbook-eval --version
 
 Also ``python -m lrpbook.metrics ...``. The summary goes to stdout; ``--out`` writes
 ``{"stats": {...}, "per_class": [...]}`` with NaN as ``null``. Exit status 0 on success and 2 on
-bad input, with one line on stderr naming the file and the problem. A progress bar is shown on
+bad input, with one line on stderr naming the file and the problem; an output path that is (or
+resolves to) an input is refused the same way, and outputs are written atomically (a temporary
+file in the same folder, then a rename), so an interrupted run leaves the previous file intact. A progress bar is shown on
 stderr when it is a terminal (``--progress`` / ``--no-progress`` to force).
 
 Taught in: chapter "LRP Error".
@@ -24,9 +28,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from lrpbook.metrics._io import nan_to_none
+from lrpbook.metrics._io import check_outputs, nan_to_none, write_atomic
 
-__all__ = ["main"]
+__all__ = ["main", "console_main"]
 
 PROG = "lrpbook-eval"
 
@@ -36,7 +40,11 @@ def _parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="COCO AP and the optimal LRP Error (oLRP) with its components; LVIS; panoptic.",
     )
-    sub = p.add_subparsers(dest="command", required=True, metavar="{coco,lvis,panoptic}")
+    from lrpbook import __version__
+
+    p.add_argument("--version", action="version", version=f"{PROG} (lrpbook) {__version__}")
+    sub = p.add_subparsers(dest="command", required=True,
+                           metavar="{coco,lvis,panoptic,apply-thresholds}")  # fmt: skip
 
     def common(sp: argparse.ArgumentParser, thresholds: bool = True) -> None:
         sp.add_argument("--out", type=Path, help="write the results as JSON (NaN as null)")
@@ -67,7 +75,27 @@ def _parser() -> argparse.ArgumentParser:
     pa.add_argument("--gt-dir", type=Path, required=True)
     pa.add_argument("--pred-dir", type=Path, required=True)
     common(pa, thresholds=False)
+
+    ap = sub.add_parser("apply-thresholds",
+                        help="keep the detections that reach their class' saved threshold")  # fmt: skip
+    ap.add_argument("results", type=Path, help="COCO results .json or .json.gz")
+    ap.add_argument("thresholds", type=Path, help="thresholds written by --thresholds-out")
+    ap.add_argument("--out", type=Path, required=True, help="where to write the kept results")
+    ap.add_argument("--default", type=float, default=None,
+                    help="threshold for classes without one (default: keep them)")  # fmt: skip
     return p
+
+
+def _run_apply(args: argparse.Namespace) -> tuple[str, Any, Any]:
+    from lrpbook.metrics._io import load_json
+    from lrpbook.metrics.thresholds import apply_thresholds, load_thresholds
+
+    dets = load_json(args.results, what="results")
+    if not isinstance(dets, list):
+        raise ValueError(f"results file {args.results}: expected a JSON array of detections")
+    kept = apply_thresholds(dets, load_thresholds(args.thresholds), default=args.default)
+    text = f"kept {len(kept)} of {len(dets)} detections"
+    return text, kept, None
 
 
 def _run_coco(args: argparse.Namespace) -> tuple[str, dict, Any]:
@@ -104,6 +132,23 @@ def _run_panoptic(args: argparse.Namespace) -> tuple[str, dict, Any]:
     return res.summary(per_class=args.per_class), res.to_dict(), res
 
 
+_INPUTS = ("gt", "dt", "gt_json", "pred_json", "gt_dir", "pred_dir", "results", "thresholds")
+_OUTPUTS = ("out", "thresholds_out")
+
+
+def _opt(name: str) -> str:
+    return name if name in ("gt", "dt", "gt_json", "pred_json", "results") else (
+        "--" + name.replace("_", "-"))  # fmt: skip
+
+
+def _inputs(args: argparse.Namespace) -> dict[str, Any]:
+    return {_opt(k): getattr(args, k) for k in _INPUTS if getattr(args, k, None) is not None}
+
+
+def _outputs(args: argparse.Namespace) -> dict[str, Any]:
+    return {_opt(k): getattr(args, k) for k in _OUTPUTS if getattr(args, k, None) is not None}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``lrpbook-eval``; returns the exit status (0 ok, 2 bad input).
 
@@ -124,17 +169,20 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse has printed its usage message
         return int(exc.code or 0)
-    if args.progress is None:
+    if getattr(args, "progress", False) is None:
         args.progress = sys.stderr.isatty()
-    runner = {"coco": _run_coco, "lvis": _run_lvis, "panoptic": _run_panoptic}[args.command]
+    runner = {"coco": _run_coco, "lvis": _run_lvis, "panoptic": _run_panoptic,
+              "apply-thresholds": _run_apply}[args.command]  # fmt: skip
     try:
+        check_outputs(_inputs(args), _outputs(args))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             text, out, res = runner(args)
         for w in caught:
             print(f"{PROG}: warning: {w.message}", file=sys.stderr)
         if args.out is not None:
-            args.out.write_text(json.dumps(out, indent=1))
+            indent = None if args.command == "apply-thresholds" else 1
+            write_atomic(args.out, json.dumps(out, indent=indent))
         if getattr(args, "thresholds_out", None) is not None:
             from lrpbook.metrics.thresholds import save_thresholds
 
@@ -147,5 +195,27 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+#: Modules that the ``lrpbook-eval`` process keeps numba from importing: when it first loads a
+#: compiled kernel, numba loads SciPy's BLAS/LAPACK wrappers (about 0.2 s of CPU) for its
+#: linear-algebra support, which the evaluator's kernels never use.
+_NOT_IN_CLI = ("scipy.linalg.cython_blas", "scipy.linalg.cython_lapack")
+
+
+def console_main() -> int:
+    """The ``lrpbook-eval`` console script and ``python -m lrpbook.metrics``: :func:`main` in a
+    process of its own, started without the imports that the evaluator does not need.
+
+    Only the command-line process is changed this way (no user code runs in it); calling
+    :func:`main` from Python changes nothing.
+
+    Returns:
+        int: the exit status of :func:`main`.
+    """
+    if "numba.np.arraymath" not in sys.modules:  # no kernel loaded yet in this process
+        for name in _NOT_IN_CLI:
+            sys.modules.setdefault(name, None)  # type: ignore[assignment]
+    return main()
+
+
 if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+    raise SystemExit(console_main())

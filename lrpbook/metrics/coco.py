@@ -18,7 +18,28 @@ from typing import Any
 import numpy as np
 
 from lrpbook.metrics import _match
-from lrpbook.metrics._io import describe_source, load_json, nan_to_none
+from lrpbook.metrics._common import (
+    _accumulate,
+    _check_finite,
+    _column,
+    _float_array,
+    _groups,
+    _gt_counts,
+    _ids,
+    _isin_sorted,
+    _mean_present,
+    _mean_valid,
+    _unique_ids,
+)
+from lrpbook.metrics._io import (
+    check_not_swapped,
+    describe_source,
+    gc_paused,
+    load_json,
+    nan_to_none,
+    progress_bar,
+    short_repr,
+)
 
 __all__ = ["EvalResult", "evaluate", "STATS_KEYS"]
 
@@ -90,6 +111,10 @@ class EvalResult:
     lrp_opt_thr: np.ndarray
     params: dict[str, Any] = field(default_factory=dict)
     _curve_data: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+
+    def __repr__(self) -> str:
+        return short_repr(self, ["iou_type", "stats", "per_class", "precision", "recall",
+                                 "olrp", "lrp_opt_thr"])  # fmt: skip
 
     def lrp_curve(self, category_id: int, *, area: str = "all") -> dict[str, np.ndarray]:
         """The LRP Error (and components) at every position of one class' score-sorted list.
@@ -214,75 +239,6 @@ def format_summary(res: EvalResult, *, per_class: bool = False) -> str:
 # input parsing and validation
 
 
-def _column(items: list, key: str, what: str, kind: str) -> list:
-    try:
-        return [it[key] for it in items]
-    except KeyError:
-        idx = next(i for i, it in enumerate(items) if key not in it)
-        raise ValueError(f"{what}: {kind} at index {idx} has no '{key}' key") from None
-    except TypeError:
-        idx = next(i for i, it in enumerate(items) if not isinstance(it, dict))
-        raise ValueError(
-            f"{what}: {kind} at index {idx} must be a JSON object; got {type(items[idx]).__name__}"
-        ) from None
-
-
-def _float_array(values: list, what: str, kind: str, key: str, width: int | None = None):
-    if len(values) == 0:
-        return np.zeros((0,) if width is None else (0, width), dtype=np.float64)
-    try:
-        arr = np.asarray(values, dtype=np.float64)
-    except (ValueError, TypeError):
-        arr = None
-    ok = arr is not None and (
-        arr.ndim == 1 if width is None else (arr.ndim == 2 and arr.shape[1] == width)
-    )
-    if not ok or arr is None:
-        if width is None:
-            shape_ok = [isinstance(v, (int, float)) and not isinstance(v, bool) for v in values]
-        else:
-            shape_ok = [
-                isinstance(v, (list, tuple)) and len(v) == width
-                and all(isinstance(x, (int, float)) for x in v) for v in values
-            ]  # fmt: skip
-        bad = shape_ok.index(False) if False in shape_ok else 0
-        exp = "a number" if width is None else f"a list of {width} numbers"
-        raise ValueError(
-            f"{what}: {kind} at index {bad}: '{key}' must be {exp}; got {values[bad]!r}"
-        )
-    return arr
-
-
-def _check_finite(arr: np.ndarray, what: str, kind: str, key: str) -> None:
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        idx = int(np.flatnonzero(bad.reshape(len(arr), -1).any(axis=1))[0])
-        raise ValueError(
-            f"{what}: {kind} at index {idx} has a non-finite '{key}': {arr[idx].tolist()}"
-        )
-
-
-def _ids(values: list, what: str, kind: str, key: str) -> np.ndarray:
-    try:
-        arr = np.asarray(values)
-    except (ValueError, TypeError):
-        arr = np.asarray([None])
-    if len(values) and arr.dtype.kind == "f" and arr.ndim == 1 and np.all(arr == np.round(arr)):
-        arr = arr.astype(np.int64)  # integral floats (1.0) are accepted, as pycocotools does
-    if len(values) and (arr.dtype.kind not in "iu" or arr.ndim != 1):
-        idx = next((i for i, v in enumerate(values) if not _integral(v)), 0)
-        raise ValueError(
-            f"{what}: {kind} at index {idx}: '{key}' must be an integer; got {values[idx]!r}"
-        )
-    return arr.astype(np.int64).reshape(-1)
-
-
-def _integral(v: Any) -> bool:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return False
-    return isinstance(v, int) or (math.isfinite(v) and v == int(v))
-
-
 def _parse_gt(gt: dict, iou_type: str, what: str) -> dict[str, Any]:
     if not isinstance(gt, dict):
         raise ValueError(
@@ -297,8 +253,13 @@ def _parse_gt(gt: dict, iou_type: str, what: str) -> dict[str, Any]:
     img_ids = _ids(_column(imgs, "id", what, "image"), what, "image", "id")
     cat_ids = _ids(_column(cats, "id", what, "category"), what, "category", "id")
     cat_names = {int(c["id"]): str(c.get("name", c["id"])) for c in cats}
-    u_img = np.unique(img_ids)
-    u_cat = np.unique(cat_ids)
+    u_img = _unique_ids(img_ids, what, "image")
+    u_cat = _unique_ids(cat_ids, what, "category")
+    ann_ids = [a.get("id") if isinstance(a, dict) else None for a in anns]
+    if any(i is not None for i in ann_ids):
+        have = [i for i, v in enumerate(ann_ids) if v is not None]
+        a_ids = _ids([ann_ids[i] for i in have], what, "annotation", "id")
+        _unique_ids(a_ids, what, "annotation", index=np.asarray(have))
     a_img = _ids(_column(anns, "image_id", what, "annotation"), what, "annotation", "image_id")
     a_cat = _ids(
         _column(anns, "category_id", what, "annotation"), what, "annotation", "category_id"
@@ -306,8 +267,15 @@ def _parse_gt(gt: dict, iou_type: str, what: str) -> dict[str, Any]:
     area = _float_array(_column(anns, "area", what, "annotation"), what, "annotation", "area")
     _check_finite(area, what, "annotation", "area")
     crowd = np.asarray([bool(a.get("iscrowd", 0)) for a in anns], dtype=bool)
-    # pycocotools evaluates only annotations on listed images and of listed categories
-    keep = _isin_sorted(a_img, u_img) & _isin_sorted(a_cat, u_cat)
+    on_img = _isin_sorted(a_img, u_img)
+    if not on_img.all():
+        idx = int(np.flatnonzero(~on_img)[0])
+        raise ValueError(
+            f"{what}: annotation at index {idx} is on image_id {int(a_img[idx])}, "
+            "which is not in the ground truth's images"
+        )
+    # pycocotools evaluates only annotations of listed categories
+    keep = _isin_sorted(a_cat, u_cat)
     out: dict[str, Any] = {
         "img_ids": u_img, "cat_ids": u_cat, "cat_names": cat_names,
         "img": np.searchsorted(u_img, a_img), "cat": np.searchsorted(u_cat, a_cat),
@@ -327,15 +295,28 @@ def _parse_gt(gt: dict, iou_type: str, what: str) -> dict[str, Any]:
         out["hw"] = {
             int(i["id"]): (i.get("height"), i.get("width")) for i in imgs
         }  # fmt: skip
+        _check_rle_sizes(out["segm"], a_img, out["hw"], what, "annotation")
     return out
 
 
-def _isin_sorted(values: np.ndarray, sorted_unique: np.ndarray) -> np.ndarray:
-    if len(sorted_unique) == 0:
-        return np.zeros(len(values), dtype=bool)
-    pos = np.searchsorted(sorted_unique, values)
-    pos = np.minimum(pos, len(sorted_unique) - 1)
-    return sorted_unique[pos] == values
+def _check_rle_sizes(segs: list, img: np.ndarray, hw: dict, what: str, kind: str) -> None:
+    """An RLE mask must have its image's size (``[height, width]``)."""
+    for i, seg in enumerate(segs):
+        if isinstance(seg, dict) and "size" in seg:
+            h, w = hw.get(int(img[i]), (None, None))
+            size = seg["size"]
+            if h is None or w is None:
+                continue
+            if not (isinstance(size, (list, tuple)) and len(size) == 2
+                    and [_as_num(size[0]), _as_num(size[1])] == [h, w]):  # fmt: skip
+                raise ValueError(
+                    f"{what}: {kind} at index {i}: RLE 'size' {size!r} differs from its image "
+                    f"(image_id {int(img[i])} is height {h}, width {w})"
+                )
+
+
+def _as_num(v: Any) -> Any:
+    return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
 def _parse_dt(dt: list, iou_type: str, g: dict, what: str) -> dict[str, Any]:
@@ -344,6 +325,13 @@ def _parse_dt(dt: list, iou_type: str, g: dict, what: str) -> dict[str, Any]:
     if not isinstance(dt, list):
         raise ValueError(f"{what}: detections must be a JSON array; got a {type(dt).__name__}")
     n = len(dt)
+    if iou_type == "segm" and n:
+        missing = [i for i, x in enumerate(dt) if isinstance(x, dict) and "segmentation" not in x]
+        if missing:
+            raise ValueError(
+                f"{what}: detection at index {missing[0]} has no 'segmentation', which "
+                f"--iou-type segm needs ({len(missing)} of {n} detections lack it)"
+            )
     img = _ids(_column(dt, "image_id", what, "detection"), what, "detection", "image_id")
     cat = _ids(_column(dt, "category_id", what, "detection"), what, "detection", "category_id")
     score = _float_array(_column(dt, "score", what, "detection"), what, "detection", "score")
@@ -369,7 +357,9 @@ def _parse_dt(dt: list, iou_type: str, g: dict, what: str) -> dict[str, Any]:
                            "cat": np.searchsorted(g["cat_ids"], cat), "keep": known_cat}  # fmt: skip
     # which branch of pycocotools' loadRes: decided by the first result, as there
     first = dt[0] if n else {}
-    bbox_branch = "bbox" in first and first["bbox"] != []
+    # (a loadRes result of masks carries its box as an array: still the mask branch)
+    first_box = first.get("bbox") if isinstance(first, dict) else None
+    bbox_branch = isinstance(first_box, (list, tuple)) and len(first_box) > 0
     if n == 0:
         out.update(box=np.zeros((0, 4)), area=np.zeros(0), segm=[],
                    kpts=np.zeros((0, 3 * len(_KPT_SIGMAS))))  # fmt: skip
@@ -387,20 +377,12 @@ def _parse_dt(dt: list, iou_type: str, g: dict, what: str) -> dict[str, Any]:
     if bbox_branch:
         box = _float_array(_column(dt, "bbox", what, "detection"), what, "detection", "bbox", 4)
         _check_finite(box, what, "detection", "bbox")
-        nonpos = (box[:, 2] <= 0) | (box[:, 3] <= 0)
-        if nonpos.any():
-            idx = int(np.flatnonzero(nonpos)[0])
-            raise ValueError(
-                f"{what}: detection at index {idx} has a non-positive width or height: "
-                f"bbox {box[idx].tolist()}"
-            )
+        _check_box_sizes(box, what)
         out["box"] = box
         out["area"] = box[:, 2] * box[:, 3]
         if iou_type == "segm":
-            out["segm"] = [
-                d["segmentation"] if "segmentation" in d else _rect_poly(b)
-                for d, b in zip(dt, box.tolist())
-            ]
+            out["segm"] = [d["segmentation"] for d in dt]
+            _check_rle_sizes(out["segm"], img, g["hw"], what, "detection")
         if iou_type == "keypoints":
             kps = _column(dt, "keypoints", what, "detection")
             out["kpts"] = _float_array(kps, what, "detection", "keypoints", 3 * len(_KPT_SIGMAS))
@@ -410,6 +392,8 @@ def _parse_dt(dt: list, iou_type: str, g: dict, what: str) -> dict[str, Any]:
     from pycocotools import mask as mask_utils
 
     segs = _column(dt, "segmentation", what, "detection")
+    if iou_type == "segm":
+        _check_rle_sizes(segs, img, g["hw"], what, "detection")
     try:
         area = np.asarray([float(mask_utils.area(s)) for s in segs], dtype=np.float64)
     except Exception as exc:  # noqa: BLE001 - pycocotools raises assorted types
@@ -423,9 +407,25 @@ def _parse_dt(dt: list, iou_type: str, g: dict, what: str) -> dict[str, Any]:
     return out
 
 
-def _rect_poly(b: list[float]) -> list[list[float]]:
-    x1, x2, y1, y2 = b[0], b[0] + b[2], b[1], b[1] + b[3]
-    return [[x1, y1, x1, y2, x2, y2, x2, y1]]
+def _check_box_sizes(box: np.ndarray, what: str) -> None:
+    """Negative width or height: an error. Zero: a warning (scored as false positives)."""
+    neg = (box[:, 2] < 0) | (box[:, 3] < 0)
+    if neg.any():
+        idx = int(np.flatnonzero(neg)[0])
+        raise ValueError(
+            f"{what}: detection at index {idx} has a negative width or height: bbox "
+            f"{box[idx].tolist()} (COCO boxes are [x, y, width, height])"
+        )
+    zero = (box[:, 2] == 0) | (box[:, 3] == 0)
+    if zero.any():
+        idx = int(np.flatnonzero(zero)[0])
+        warnings.warn(
+            f"{what}: {int(zero.sum())} detection(s) have zero width or height (first at index "
+            f"{idx}: bbox {box[idx].tolist()}); they match nothing and count as false positives, "
+            "as in pycocotools",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -458,7 +458,7 @@ def _segm_ious(grp, g, d, gi, di, off, total, what, progress):
     out = np.zeros(total, dtype=np.float64)
     d0, d1, g0, g1, gimg = grp
     need = np.flatnonzero((d1 > d0) & (g1 > g0))
-    it = _progress(need, progress, "mask IoU")
+    it = progress_bar(need, enabled=progress, desc="mask IoU", mininterval=0.5)
     for j in it:
         hw = g["hw"][int(img_ids[gimg[j]])]
         gts = [
@@ -479,7 +479,7 @@ def _oks_ious(grp, g, d, gi, di, off, total, progress):
     variances = (_KPT_SIGMAS * 2) ** 2
     nk = len(_KPT_SIGMAS)
     need = np.flatnonzero((d1 > d0) & (g1 > g0))
-    for j in _progress(need, progress, "OKS"):
+    for j in progress_bar(need, enabled=progress, desc="OKS", mininterval=0.5):
         dk = d["kpts"][di[d0[j] : d1[j]]]
         xd, yd = dk[:, 0::3], dk[:, 1::3]
         nd, ng = len(dk), g1[j] - g0[j]
@@ -505,23 +505,8 @@ def _oks_ious(grp, g, d, gi, di, off, total, progress):
     return out
 
 
-def _progress(seq, enabled: bool, desc: str):
-    if not enabled:
-        return seq
-    from tqdm.auto import tqdm
-
-    return tqdm(seq, desc=desc, leave=False, mininterval=0.5)
-
-
 # --------------------------------------------------------------------------------------------
 # the evaluator
-
-
-def _mean_valid(s: np.ndarray) -> float:
-    """The official mean rule: drop NaN and values <= -1, average the rest (-1 if empty)."""
-    s = s[~np.isnan(s)]
-    s = s[s > -1]
-    return -1.0 if len(s) == 0 else float(np.mean(s))
 
 
 def evaluate(
@@ -529,6 +514,12 @@ def evaluate(
     dt: str | os.PathLike | list,
     iou_type: str = "bbox",
     *,
+    img_ids: Any = None,
+    cat_ids: Any = None,
+    use_cats: bool = True,
+    max_dets: Any = None,
+    area_ranges: Any = None,
+    iou_thrs: Any = None,
     progress: bool = False,
 ) -> EvalResult:
     r"""COCO AP/AR and the optimal LRP (oLRP) with its components, in one pass.
@@ -546,26 +537,50 @@ def evaluate(
     Implements thesis Eqs. (5.2), (5.4)-(5.7) with the semantics of the official LRP-Error code.
 
     Args:
-        gt (str | PathLike | dict): COCO ground truth (``images``, ``annotations``,
-            ``categories``), as a ``.json``/``.json.gz`` path or a dict.
-        dt (str | PathLike | list): COCO results (``image_id``, ``category_id``, ``score`` and
-            ``bbox`` / ``segmentation`` (compressed RLE) / ``keypoints``), path or list.
+        gt (str | PathLike | dict | COCO): COCO ground truth (``images``, ``annotations``,
+            ``categories``), as a ``.json``/``.json.gz`` path, a dict or a pycocotools ``COCO``.
+        dt (str | PathLike | list | COCO | ndarray): COCO results (``image_id``,
+            ``category_id``, ``score`` and ``bbox`` / ``segmentation`` (compressed RLE) /
+            ``keypoints``), as a path, a list, a ``loadRes`` result or an ``N x 7`` array
+            ``[image_id, x, y, w, h, score, category_id]``.
         iou_type (str): ``"bbox"`` (default), ``"segm"`` or ``"keypoints"``.
+        img_ids (Iterable[int], optional): evaluate only these images (pycocotools'
+            ``params.imgIds``). Default: all images of ``gt``.
+        cat_ids (Iterable[int], optional): evaluate only these categories (``params.catIds``).
+            Default: all categories of ``gt``.
+        use_cats (bool): ``False`` pools all categories into one, as ``params.useCats = 0``
+            (class-agnostic; the single per-class row has ``category_id`` -1). Default ``True``.
+            (For keypoints pycocotools matches nothing in that mode; see
+            :class:`~lrpbook.metrics.COCOeval`.)
+        max_dets (Iterable[int], optional): ``params.maxDets``, sorted; three values for bbox
+            and segm (``AR1``, ``AR10``, ``AR100`` use them in order), one for keypoints.
+            Default ``[1, 10, 100]`` (keypoints ``[20]``).
+        area_ranges (Iterable[[float, float]], optional): ``params.areaRng``, one ``[lo, hi]``
+            per label ``all, small, medium, large`` (keypoints: ``all, medium, large``).
+        iou_thrs (Iterable[float], optional): ``params.iouThrs``. Default 0.50:0.05:0.95.
+            oLRP is computed at the first one (:math:`\tau`).
         progress (bool): show a progress bar (tqdm, on stderr). Default ``False``.
 
     Returns:
         EvalResult: ``stats`` with the keys of :data:`STATS_KEYS`, per-class rows and the arrays.
 
     Raises:
-        ValueError: malformed or missing file, missing keys, a detection on an image id that is
-            not in ``gt["images"]``, a NaN/inf score, box or keypoint, a detection box with
-            non-positive width or height. The message names the file and the offending index.
+        ValueError: malformed or missing file, missing keys, duplicate image, category or
+            annotation ids, a GT annotation or a detection on an image id that is not in
+            ``gt["images"]``, a NaN/inf score, box or keypoint, a string where a number belongs,
+            a detection box with negative width or height, ``iou_type="segm"`` with a detection
+            that has no ``segmentation``, an RLE whose ``size`` differs from its image's
+            ``[height, width]``, or GT and detections that look swapped. The message names the
+            file, the offending index and the problem, in one line.
 
     Note:
         Behaviour on edge cases is the official code's: detections of categories absent from
         ``gt["categories"]`` are ignored (with a ``UserWarning``); with no detections every class
         with GT gets oLRP 1 and AP 0 while oLRP_Loc, oLRP_FP and thresholds are NaN (mean -1);
         with no GT every statistic is -1. Unlike pycocotools, a missing ``iscrowd`` means 0.
+        Detection boxes of zero width or height match nothing and count as false positives, as
+        in pycocotools (a ``UserWarning`` counts them); pycocotools accepts, silently, the
+        inputs listed under Raises.
 
     Example:
         >>> res = evaluate("gt.json", "dt.json")  # doctest: +SKIP
@@ -576,50 +591,130 @@ def evaluate(
     if iou_type not in STATS_KEYS:
         raise ValueError(f"iou_type must be 'bbox', 'segm' or 'keypoints'; got {iou_type!r}")
     gt_what, dt_what = describe_source(gt), describe_source(dt)
-    bar = _stage_bar(progress)
+    bar = progress_bar(total=5, enabled=progress, desc="evaluate", unit="stage")
     bar.set_postfix_str("loading")
-    gt_doc = load_json(gt, what="ground truth")
-    dt_doc = load_json(dt, what="detections")
-    bar.update(1)
-    bar.set_postfix_str("checking inputs")
-    g = _parse_gt(gt_doc, iou_type, f"ground truth {gt_what}")
-    d = _parse_dt(dt_doc, iou_type, g, f"detections {dt_what}")
+    with gc_paused():  # building a million small objects triggers needless collections
+        gt_doc = load_json(gt, what="ground truth")
+        dt_doc = load_json(dt, what="detections")
+        bar.update(1)
+        bar.set_postfix_str("checking inputs")
+        check_not_swapped(gt_doc, dt_doc, gt_what, dt_what)
+        g = _parse_gt(gt_doc, iou_type, f"ground truth {gt_what}")
+        d = _parse_dt(dt_doc, iou_type, g, f"detections {dt_what}")
+        del gt_doc, dt_doc
+    cfg = _resolve_params(iou_type, img_ids=img_ids, cat_ids=cat_ids, use_cats=use_cats,
+                          max_dets=max_dets, area_ranges=area_ranges, iou_thrs=iou_thrs)  # fmt: skip
+    g, d = _select(g, d, cfg)
     bar.update(1)
     try:
         return _evaluate_parsed(g, d, iou_type, progress=progress, what=f"{gt_what} / {dt_what}",
-                                bar=bar)  # fmt: skip
+                                bar=bar, cfg=cfg)  # fmt: skip
     finally:
         bar.close()
 
 
-class _NoBar:
-    def update(self, n: int = 1) -> None:
-        pass
+def _resolve_params(iou_type: str, *, img_ids: Any = None, cat_ids: Any = None,
+                    use_cats: bool = True, max_dets: Any = None, area_ranges: Any = None,
+                    iou_thrs: Any = None) -> dict[str, Any]:  # fmt: skip
+    """Check and normalise the pycocotools ``Params``-style selection."""
+    kp = iou_type == "keypoints"
+    labels = ["all", "medium", "large"] if kp else ["all", "small", "medium", "large"]
+    cfg: dict[str, Any] = {"labels": labels, "use_cats": bool(use_cats)}
 
-    def set_postfix_str(self, s: str) -> None:
-        pass
+    def int_list(v: Any, name: str) -> np.ndarray:
+        a = np.asarray(list(v) if not isinstance(v, np.ndarray) else v)
+        if a.ndim != 1 or (len(a) and a.dtype.kind not in "iu"):
+            if not (len(a) and a.dtype.kind == "f" and np.all(a == np.round(a))):
+                raise ValueError(f"`{name}` must be a list of integers; got {v!r}")
+        return np.unique(a.astype(np.int64))
 
-    def close(self) -> None:
-        pass
+    cfg["img_ids"] = None if img_ids is None else int_list(img_ids, "img_ids")
+    cfg["cat_ids"] = None if cat_ids is None else int_list(cat_ids, "cat_ids")
+    if max_dets is None:
+        md = np.array([20] if kp else [1, 10, 100], dtype=np.int64)
+    else:
+        md = np.sort(np.asarray(list(max_dets)).astype(np.int64))
+        if len(md) != (1 if kp else 3) or (md <= 0).any():
+            raise ValueError(
+                f"`max_dets` must be {'one positive integer' if kp else 'three positive integers'}"
+                f" for iou_type {iou_type!r} (as pycocotools' summarize needs); got {max_dets!r}"
+            )
+    cfg["max_dets"] = md
+    if area_ranges is None:
+        rng = np.array([_AREA[lbl] for lbl in labels], dtype=np.float64)
+    else:
+        rng = np.asarray(area_ranges, dtype=np.float64)
+        if rng.shape != (len(labels), 2) or not np.all(rng[:, 0] <= rng[:, 1]):
+            raise ValueError(
+                f"`area_ranges` must be {len(labels)} [lo, hi] pairs for {labels}; "
+                f"got {area_ranges!r}"
+            )
+    cfg["area_rng"] = rng
+    if iou_thrs is None:
+        thr = _IOU_THRS
+    else:
+        thr = np.asarray(iou_thrs, dtype=np.float64).reshape(-1)
+        if len(thr) == 0 or not np.all((thr > 0) & (thr < 1)):
+            raise ValueError(f"`iou_thrs` must be numbers in (0, 1); got {iou_thrs!r}")
+    cfg["iou_thrs"] = thr
+    return cfg
 
 
-def _stage_bar(enabled: bool):
-    if not enabled:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=5, desc="evaluate", unit="stage", leave=False)
+def _select(g: dict, d: dict, cfg: dict) -> tuple[dict, dict]:
+    """Apply the image / category selection and ``use_cats`` to parsed inputs (copies)."""
+    g, d = dict(g), dict(d)
+    cfg["all_img_ids"] = g["img_ids"]
+    if cfg["img_ids"] is not None:
+        on = _isin_sorted(g["img_ids"], cfg["img_ids"])
+        g["keep"] = g["keep"] & on[g["img"]]
+        d["keep"] = d["keep"] & on[d["img"]]
+        cfg["eval_img_ids"] = cfg["img_ids"]
+    else:
+        cfg["eval_img_ids"] = g["img_ids"]
+    if cfg["cat_ids"] is not None:
+        # old category index -> index among the selected ids (-1: not selected); selected ids
+        # that are not GT categories get a slot without data (-1 everywhere), as in pycocotools
+        new_ids = cfg["cat_ids"]
+        hit = _isin_sorted(g["cat_ids"], new_ids)
+        lut = np.where(hit, np.searchsorted(new_ids, g["cat_ids"]), -1).astype(np.int64)
+        lut = np.r_[lut, -1]  # detections of unknown categories point past the end
+        gc_ = np.where(g["keep"], g["cat"], len(lut) - 1)
+        dc_ = np.where(d["keep"], np.minimum(d["cat"], len(lut) - 1), len(lut) - 1)
+        g["keep"] = g["keep"] & (lut[gc_] >= 0)
+        d["keep"] = d["keep"] & (lut[dc_] >= 0)
+        g["cat"] = np.maximum(lut[gc_], 0)
+        d["cat"] = np.maximum(lut[dc_], 0)
+        g["cat_ids"] = new_ids
+    if not cfg["use_cats"]:
+        # pycocotools pools an image's GTs and detections category by category (in catIds
+        # order); stable sorts below keep that order for ties
+        go = np.argsort(g["cat"], kind="stable")
+        do = np.argsort(d["cat"], kind="stable")
+        g = {k: (v[go] if isinstance(v, np.ndarray) and len(v) == len(go) and k not in
+                 ("img_ids", "cat_ids") else v) for k, v in g.items()}  # fmt: skip
+        if "segm" in g:
+            g["segm"] = [g["segm"][i] for i in go]
+        d = {k: (v[do] if isinstance(v, np.ndarray) and len(v) == len(do) and k not in
+                 ("img_ids", "cat_ids") else v) for k, v in d.items()}  # fmt: skip
+        if isinstance(d.get("segm"), list) and len(d["segm"]) == len(do):
+            d["segm"] = [d["segm"][i] for i in do]
+        g["cat"] = np.zeros(len(g["cat"]), dtype=np.int64)
+        d["cat"] = np.zeros(len(d["cat"]), dtype=np.int64)
+        g["cat_ids"] = np.array([-1], dtype=np.int64)
+        g["cat_names"] = {-1: "all"}
+    return g, d
 
 
 def _evaluate_parsed(g: dict, d: dict, iou_type: str, *, progress: bool, what: str,
-                     bar: Any = None) -> EvalResult:  # fmt: skip
-    bar = bar if bar is not None else _NoBar()
-    kp = iou_type == "keypoints"
-    labels = ["all", "medium", "large"] if kp else ["all", "small", "medium", "large"]
-    area_rng = np.array([_AREA[lbl] for lbl in labels], dtype=np.float64)
-    max_dets = np.array([20] if kp else [1, 10, 100], dtype=np.int64)
+                     bar: Any = None, cfg: dict | None = None) -> EvalResult:  # fmt: skip
+    bar = bar if bar is not None else progress_bar(enabled=False)
+    if cfg is None:
+        cfg = _resolve_params(iou_type)
+        g, d = _select(g, d, cfg)
+    labels, area_rng, max_dets = cfg["labels"], cfg["area_rng"], cfg["max_dets"]
+    iou_thrs = cfg["iou_thrs"]
     n_img, n_cat = len(g["img_ids"]), len(g["cat_ids"])
-    n_t, n_r, n_a, n_m = len(_IOU_THRS), len(_REC_THRS), len(labels), len(max_dets)
+    n_t, n_a = len(iou_thrs), len(labels)
 
     # ground truths sorted by (class, image), input order inside (stable)
     gi = np.flatnonzero(g["keep"])
@@ -640,12 +735,7 @@ def _evaluate_parsed(g: dict, d: dict, iou_type: str, *, progress: bool, what: s
     else:
         rank = np.zeros(0, dtype=np.int64)
 
-    groups = np.union1d(_unique_sorted(gkey), _unique_sorted(dkey))
-    g0 = np.searchsorted(gkey, groups, side="left")
-    g1 = np.searchsorted(gkey, groups, side="right")
-    d0 = np.searchsorted(dkey, groups, side="left")
-    d1 = np.searchsorted(dkey, groups, side="right")
-    off = _match.pair_offsets(d1 - d0, g1 - g0)
+    groups, g0, g1, d0, d1, off = _groups(gkey, dkey)
     total = int(off[-1])
     grp = (d0, d1, g0, g1, groups % max(n_img, 1))
 
@@ -670,33 +760,21 @@ def _evaluate_parsed(g: dict, d: dict, iou_type: str, *, progress: bool, what: s
     gt_ig = np.ascontiguousarray(g["ignore"][gi])
     dt_area = np.ascontiguousarray(d["area"][di])
     _match.greedy_match_groups(ious, off, d0, d1, g0, g1, gt_crowd, gt_ig, gt_area, dt_area,
-                               area_rng, _IOU_THRS, matched, ignored, match_iou)  # fmt: skip
+                               area_rng, iou_thrs, matched, ignored, match_iou)  # fmt: skip
     del ious
 
     bar.update(1)
     bar.set_postfix_str("accumulating")
     # non-ignored GTs per class and area range
-    npig = np.zeros((n_cat, n_a), dtype=np.int64)
-    gcat = g["cat"][gi]
-    for a, (lo, hi) in enumerate(area_rng):
-        ok = ~gt_ig & (gt_area >= lo) & (gt_area <= hi)
-        npig[:, a] = np.bincount(gcat[ok], minlength=n_cat)
-
-    # pooled order per class: descending score, stable (image id order, then input order)
+    npig = _gt_counts(g["cat"][gi], gt_ig, gt_area, area_rng, n_cat)
     scores = np.ascontiguousarray(d["score"][di])
-    dcat = dkey // max(n_img, 1)
-    order = np.lexsort((-scores, dcat)).astype(np.int64)
-    cls_start = np.searchsorted(dcat[order], np.arange(n_cat + 1), side="left").astype(np.int64)
-
-    precision = -np.ones((n_t, n_r, n_cat, n_a, n_m))
-    recall = -np.ones((n_t, n_cat, n_a, n_m))
-    score_at = -np.ones((n_t, n_r, n_cat, n_a, n_m))
-    olrp = -np.ones((n_cat, n_a, n_m, 5))
-    _match.accumulate_classes(order, cls_start, rank.astype(np.int64), scores, matched, ignored,
-                              match_iou, npig, max_dets, _REC_THRS, float(_IOU_THRS[0]),
-                              precision, recall, score_at, olrp)  # fmt: skip
+    acc = _accumulate(dkey // max(n_img, 1), scores, rank, matched, ignored, match_iou, npig,
+                      max_dets, _REC_THRS, iou_thrs)  # fmt: skip
+    precision, recall = acc["precision"], acc["recall"]
+    score_at, olrp = acc["scores"], acc["olrp"]
+    order, cls_start = acc["order"], acc["cls_start"]
     bar.update(1)
-    res = _summarize(iou_type, g, labels, area_rng, max_dets, precision, recall, score_at, olrp)
+    res = _summarize(iou_type, g, cfg, precision, recall, score_at, olrp)
     res._curve_data = {
         "order": order, "cls_start": cls_start, "scores": scores, "npig": npig,
         "matched": np.ascontiguousarray(matched[:, :, 0].T),
@@ -706,13 +784,9 @@ def _evaluate_parsed(g: dict, d: dict, iou_type: str, *, progress: bool, what: s
     return res
 
 
-def _unique_sorted(a: np.ndarray) -> np.ndarray:
-    if len(a) == 0:
-        return a
-    return a[np.r_[True, a[1:] != a[:-1]]]
-
-
-def _summarize(iou_type, g, labels, area_rng, max_dets, precision, recall, score_at, olrp):
+def _summarize(iou_type, g, cfg, precision, recall, score_at, olrp):
+    labels, area_rng, max_dets = cfg["labels"], cfg["area_rng"], cfg["max_dets"]
+    _IOU_THRS = cfg["iou_thrs"]  # noqa: N806 - the default's name, shadowed on purpose
     kp = iou_type == "keypoints"
     m_last = len(max_dets) - 1
     a_idx = {lbl: i for i, lbl in enumerate(labels)}
@@ -722,14 +796,14 @@ def _summarize(iou_type, g, labels, area_rng, max_dets, precision, recall, score
         if iou is not None:
             s = s[np.where(iou == _IOU_THRS)[0]]
         s = s[:, :, :, a_idx[area], m]
-        return -1.0 if len(s[s > -1]) == 0 else float(np.mean(s[s > -1]))
+        return _mean_present(s)
 
     def ar(iou=None, area="all", m=m_last):
         s = recall
         if iou is not None:
             s = s[np.where(iou == _IOU_THRS)[0]]
         s = s[:, :, a_idx[area], m]
-        return -1.0 if len(s[s > -1]) == 0 else float(np.mean(s[s > -1]))
+        return _mean_present(s)
 
     comp = {"oLRP": 0, "oLRP_Loc": 1, "oLRP_FP": 2, "oLRP_FN": 3}
     stats: dict[str, float] = {}
@@ -764,7 +838,7 @@ def _summarize(iou_type, g, labels, area_rng, max_dets, precision, recall, score
             "oLRP_FP": float(olrp[k, 0, m_last, 2]),
             "oLRP_FN": float(olrp[k, 0, m_last, 3]),
             "threshold": float(olrp[k, 0, m_last, 4]),
-            "AP": -1.0 if len(p[p > -1]) == 0 else float(np.mean(p[p > -1])),
+            "AP": _mean_present(p),
             "recall_iou50": float(recall[0, k, 0, m_last]),
         }
         per_class.append(row)
@@ -784,11 +858,12 @@ def _summarize(iou_type, g, labels, area_rng, max_dets, precision, recall, score
         params={
             "cat_ids": g["cat_ids"].tolist(),
             "cat_names": [g["cat_names"].get(int(c), str(c)) for c in g["cat_ids"].tolist()],
-            "img_ids": g["img_ids"].tolist(),
+            "img_ids": np.asarray(cfg.get("eval_img_ids", g["img_ids"])).tolist(),
+            "use_cats": cfg["use_cats"],
             "area_labels": list(labels),
             "area_ranges": area_rng.tolist(),
             "max_dets": max_dets.tolist(),
-            "iou_thrs": _IOU_THRS.tolist(),
+            "iou_thrs": np.asarray(_IOU_THRS).tolist(),
             "rec_thrs": _REC_THRS.tolist(),
         },
     )

@@ -28,17 +28,45 @@ from typing import Any
 import numpy as np
 
 from lrpbook.metrics import _match
-from lrpbook.metrics._io import describe_source, load_json, nan_to_none
+from lrpbook.metrics._common import (
+    _accumulate,
+    _column,
+    _groups,
+    _gt_counts,
+    _ids,
+    _isin_sorted,
+    _mean_present,
+    _mean_valid,
+    _numbers,
+    _unique_ids,
+)
+from lrpbook.metrics._io import (
+    Stats,
+    check_not_swapped,
+    describe_source,
+    gc_paused,
+    load_json,
+    nan_to_none,
+    progress_bar,
+    short_repr,
+)
 
-__all__ = ["evaluate_lvis", "LVISResult"]
+__all__ = ["evaluate_lvis", "LVISResult", "LVIS_STATS_KEYS", "LVIS_OFFICIAL_KEYS"]
 
 #: The keys of :attr:`LVISResult.stats`, in order (``get_results()`` of the official LVIS fork,
-#: without the thresholds, which are in :attr:`LVISResult.thresholds`).
+#: without the thresholds, which are in :attr:`LVISResult.thresholds`), with the oLRP components
+#: spelt as in :data:`~lrpbook.metrics.STATS_KEYS` (the official ``"oLRP LOC"``, ``"oLRP FP"``
+#: and ``"oLRP FN"`` are still readable: :data:`LVIS_OFFICIAL_KEYS`).
 LVIS_STATS_KEYS: tuple[str, ...] = (
     "AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf",
     "AR@300", "ARs@300", "ARm@300", "ARl@300",
-    "oLRP", "oLRP LOC", "oLRP FP", "oLRP FN", "oLRPr", "oLRPc", "oLRPf",
+    "oLRP", "oLRP_Loc", "oLRP_FP", "oLRP_FN", "oLRPr", "oLRPc", "oLRPf",
 )  # fmt: skip
+
+#: Spellings of the official LVIS fork, still readable from :attr:`LVISResult.stats`.
+LVIS_OFFICIAL_KEYS: dict[str, str] = {
+    "oLRP LOC": "oLRP_Loc", "oLRP FP": "oLRP_FP", "oLRP FN": "oLRP_FN",
+}  # fmt: skip
 
 _IOU_THRS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
 _REC_THRS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
@@ -56,7 +84,8 @@ class LVISResult:
     Attributes:
         stats (dict[str, float]): the summary, keys in this order:
             ``AP, AP50, AP75, APs, APm, APl, APr, APc, APf, AR@300, ARs@300, ARm@300, ARl@300,
-            oLRP, oLRP LOC, oLRP FP, oLRP FN, oLRPr, oLRPc, oLRPf``. As in the LVIS API, the
+            oLRP, oLRP_Loc, oLRP_FP, oLRP_FN, oLRPr, oLRPc, oLRPf`` (the official spellings
+            ``oLRP LOC``, ``oLRP FP``, ``oLRP FN`` are accepted as aliases). As in the LVIS API, the
             recall keys say ``@300`` whatever ``max_dets`` the detections were capped at.
             ``-1`` means "nothing to evaluate".
         per_class (list[dict]): one row per category (ascending id) at area ``all``:
@@ -84,6 +113,9 @@ class LVISResult:
     arrays: dict[str, np.ndarray]
     params: dict[str, Any] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        return short_repr(self, ["stats", "per_class", "thresholds", "arrays"])
+
     def to_dict(self, *, per_class: bool = True) -> dict[str, Any]:
         """JSON-ready ``{"stats": ..., "per_class": [...]}`` with NaN written as ``None``."""
         out: dict[str, Any] = {"stats": dict(self.stats)}
@@ -102,7 +134,8 @@ class LVISResult:
 
     def summary(self, *, per_class: bool = False) -> str:
         """A readable summary: one line per statistic (and the per-class table)."""
-        lines = [f"{k:<12} = {_fmt(v)}" for k, v in self.stats.items()]
+        official = {new: old for old, new in LVIS_OFFICIAL_KEYS.items()}  # the official labels
+        lines = [f"{official.get(k, k):<12} = {_fmt(v)}" for k, v in self.stats.items()]
         if per_class:
             keys = ("oLRP", "oLRP_Loc", "oLRP_FP", "oLRP_FN", "threshold", "AP")
             lines += ["", f"{'id':>6} {'name':<20} {'freq':>4}" + "".join(f"{k:>10}" for k in keys)]
@@ -124,86 +157,6 @@ def _fmt(v: Any) -> str:
 # input parsing and checks
 
 
-def _column(items: list, key: str, what: str, kind: str) -> list:
-    try:
-        return [it[key] for it in items]
-    except KeyError:
-        idx = next(i for i, it in enumerate(items) if key not in it)
-        raise ValueError(f"{what}: {kind} at index {idx} has no '{key}' key") from None
-    except TypeError:
-        idx = next(i for i, it in enumerate(items) if not isinstance(it, dict))
-        raise ValueError(
-            f"{what}: {kind} at index {idx} must be a JSON object; got {type(items[idx]).__name__}"
-        ) from None
-
-
-def _numbers(values: list, what: str, kind: str, key: str, width: int | None = None) -> np.ndarray:
-    """``values`` as a float64 array (``[N]`` or ``[N, width]``), finite, or a ValueError."""
-    shape = (len(values),) if width is None else (len(values), width)
-    if len(values) == 0:
-        return np.zeros(shape, dtype=np.float64)
-    try:
-        arr = np.asarray(values, dtype=np.float64)
-        ok = arr.shape == shape
-    except (ValueError, TypeError):
-        ok = False
-    if not ok:
-        exp = "a number" if width is None else f"a list of {width} numbers"
-        for i, v in enumerate(values):
-            try:
-                good = np.asarray(v, dtype=np.float64).shape == shape[1:]
-            except (ValueError, TypeError):
-                good = False
-            if not good or isinstance(v, (bool, str)):
-                raise ValueError(f"{what}: {kind} at index {i}: '{key}' must be {exp}; got {v!r}")
-        raise ValueError(f"{what}: '{key}' of the {kind}s must each be {exp}")
-    bad = ~np.isfinite(arr.reshape(len(values), -1)).all(axis=1)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{what}: {kind} at index {i} has a non-finite '{key}': {values[i]!r}")
-    return arr
-
-
-def _int_ids(values: list, what: str, kind: str, key: str) -> np.ndarray:
-    """``values`` as an int64 array; integral floats (``1.0``) are accepted. Vectorised; the
-    offending entry is searched for only when there is one."""
-    try:
-        arr = np.asarray(values)
-    except (ValueError, TypeError):
-        arr = np.asarray([None])
-    if len(values) == 0:
-        return np.zeros(0, dtype=np.int64)
-    if arr.ndim == 1 and arr.dtype.kind in "iu":
-        return arr.astype(np.int64)
-    if (
-        arr.ndim == 1
-        and arr.dtype.kind == "f"
-        and np.all(np.isfinite(arr))
-        and np.all(arr == np.round(arr))
-    ):
-        return arr.astype(np.int64)
-    for i, v in enumerate(values):
-        if isinstance(v, bool) or not (
-            isinstance(v, int) or (isinstance(v, float) and math.isfinite(v) and v == int(v))
-        ):
-            raise ValueError(f"{what}: {kind} at index {i}: '{key}' must be an integer; got {v!r}")
-    return arr.astype(np.int64)  # pragma: no cover - every entry passed the check above
-
-
-def _unique_ids(ids: np.ndarray, what: str, kind: str) -> np.ndarray:
-    u, counts = np.unique(ids, return_counts=True)
-    if (counts > 1).any():
-        raise ValueError(f"{what}: {kind} id {int(u[counts > 1][0])} appears more than once")
-    return u
-
-
-def _isin_sorted(values: np.ndarray, sorted_unique: np.ndarray) -> np.ndarray:
-    if len(sorted_unique) == 0:
-        return np.zeros(len(values), dtype=bool)
-    pos = np.minimum(np.searchsorted(sorted_unique, values), len(sorted_unique) - 1)
-    return sorted_unique[pos] == values
-
-
 def _pairs(imgs: list, img_idx: np.ndarray, key: str, cat_ids: np.ndarray, what: str) -> np.ndarray:
     """Sorted unique keys ``image_index * K + category_index`` of an image-level category list.
 
@@ -217,7 +170,7 @@ def _pairs(imgs: list, img_idx: np.ndarray, key: str, cat_ids: np.ndarray, what:
             raise ValueError(f"{what}: image at index {i}: '{key}' must be a list of category ids")
         if lst:
             rows.append(np.full(len(lst), img_idx[i], dtype=np.int64))
-            cats.append(_int_ids(lst, what, f"image at index {i}, '{key}' entry", "category id"))
+            cats.append(_ids(lst, what, f"image at index {i}, '{key}' entry", "category id"))
     if not rows:
         return np.zeros(0, dtype=np.int64)
     row, cat = np.concatenate(rows), np.concatenate(cats)
@@ -236,9 +189,9 @@ def _parse_gt(gt: Any, what: str) -> dict[str, Any]:
         if not isinstance(gt[key], list):
             raise ValueError(f"{what}: '{key}' must be a list; got {type(gt[key]).__name__}")
     imgs, anns, cats = gt["images"], gt["annotations"], gt["categories"]
-    img_ids_raw = _int_ids(_column(imgs, "id", what, "image"), what, "image", "id")
+    img_ids_raw = _ids(_column(imgs, "id", what, "image"), what, "image", "id")
     img_ids = _unique_ids(img_ids_raw, what, "image")
-    cat_ids_raw = _int_ids(_column(cats, "id", what, "category"), what, "category", "id")
+    cat_ids_raw = _ids(_column(cats, "id", what, "category"), what, "category", "id")
     cat_ids = _unique_ids(cat_ids_raw, what, "category")
     by_id = {int(c["id"]): c for c in cats}
     names, freqs = [], []
@@ -254,22 +207,29 @@ def _parse_gt(gt: Any, what: str) -> dict[str, Any]:
     neg = _pairs(imgs, img_idx, "neg_category_ids", cat_ids, what)
     nel = _pairs(imgs, img_idx, "not_exhaustive_category_ids", cat_ids, what)
 
-    ann_ids = _int_ids(_column(anns, "id", what, "annotation"), what, "annotation", "id")
+    ann_ids = _ids(_column(anns, "id", what, "annotation"), what, "annotation", "id")
     _unique_ids(ann_ids, what, "annotation")
-    a_img = _int_ids(_column(anns, "image_id", what, "annotation"), what, "annotation", "image_id")
-    a_cat = _int_ids(
+    a_img = _ids(_column(anns, "image_id", what, "annotation"), what, "annotation", "image_id")
+    a_cat = _ids(
         _column(anns, "category_id", what, "annotation"), what, "annotation", "category_id"
     )
     area = _numbers(_column(anns, "area", what, "annotation"), what, "annotation", "area")
     box = _numbers(_column(anns, "bbox", what, "annotation"), what, "annotation", "bbox", 4)
     ignore = np.asarray([bool(a.get("ignore", 0)) for a in anns], dtype=bool)
-    # the LVIS API loads only annotations on listed images, of listed categories, and with
-    # 0 < area < inf (get_ann_ids)
-    keep = _isin_sorted(a_img, img_ids) & _isin_sorted(a_cat, cat_ids) & (area > 0)
+    on_img = _isin_sorted(a_img, img_ids)
+    if not on_img.all():
+        i = int(np.flatnonzero(~on_img)[0])
+        raise ValueError(
+            f"{what}: annotation at index {i} is on image_id {int(a_img[i])}, which is not in "
+            "the ground truth's images"
+        )
+    # the LVIS API loads only annotations of listed categories and with 0 < area < inf
+    # (get_ann_ids)
+    keep = _isin_sorted(a_cat, cat_ids) & (area > 0)
     dropped = int((~keep).sum())
     if dropped:
         warnings.warn(
-            f"{what}: {dropped} annotation(s) on unlisted images, of unlisted categories or with "
+            f"{what}: {dropped} annotation(s) of unlisted categories or with "
             "area <= 0 are not evaluated (as in the LVIS API)",
             UserWarning,
             stacklevel=4,
@@ -287,8 +247,8 @@ def _parse_dt(dt: Any, g: dict, max_dets: int, what: str) -> dict[str, Any]:
         dt = dt["annotations"]
     if not isinstance(dt, list):
         raise ValueError(f"{what}: detections must be a JSON array; got a {type(dt).__name__}")
-    img = _int_ids(_column(dt, "image_id", what, "detection"), what, "detection", "image_id")
-    cat = _int_ids(_column(dt, "category_id", what, "detection"), what, "detection", "category_id")
+    img = _ids(_column(dt, "image_id", what, "detection"), what, "detection", "image_id")
+    cat = _ids(_column(dt, "category_id", what, "detection"), what, "detection", "category_id")
     score = _numbers(_column(dt, "score", what, "detection"), what, "detection", "score")
     box = _numbers(_column(dt, "bbox", what, "detection"), what, "detection", "bbox", 4)
     known = _isin_sorted(img, g["img_ids"])
@@ -298,12 +258,22 @@ def _parse_dt(dt: Any, g: dict, max_dets: int, what: str) -> dict[str, Any]:
             f"{what}: detection at index {i} is on image_id {int(img[i])}, which is not in the "
             "ground truth's images"
         )
-    nonpos = (box[:, 2] <= 0) | (box[:, 3] <= 0)
-    if nonpos.any():
-        i = int(np.flatnonzero(nonpos)[0])
+    neg = (box[:, 2] < 0) | (box[:, 3] < 0)
+    if neg.any():
+        i = int(np.flatnonzero(neg)[0])
         raise ValueError(
-            f"{what}: detection at index {i} has a non-positive width or height: "
-            f"bbox {box[i].tolist()}"
+            f"{what}: detection at index {i} has a negative width or height: bbox "
+            f"{box[i].tolist()} (LVIS boxes are [x, y, width, height])"
+        )
+    zero = (box[:, 2] == 0) | (box[:, 3] == 0)
+    if zero.any():
+        i = int(np.flatnonzero(zero)[0])
+        warnings.warn(
+            f"{what}: {int(zero.sum())} detection(s) have zero width or height (first at index "
+            f"{i}: bbox {box[i].tolist()}); the LVIS API drops zero-area detections, and so do "
+            "we",
+            UserWarning,
+            stacklevel=4,
         )
     img_idx = np.searchsorted(g["img_ids"], img)
     n = len(dt)
@@ -326,6 +296,7 @@ def _parse_dt(dt: Any, g: dict, max_dets: int, what: str) -> dict[str, Any]:
             stacklevel=4,
         )
     keep &= known_cat
+    keep &= ~zero  # after the max_dets cap, as LVISResults caps before get_ann_ids filters
     cat_idx = np.where(known_cat, np.searchsorted(g["cat_ids"], cat), 0)
     # federated filter: the class is annotated in the image or listed as negative there
     key = img_idx * len(g["cat_ids"]) + cat_idx
@@ -339,17 +310,6 @@ def _parse_dt(dt: Any, g: dict, max_dets: int, what: str) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------------------------
 # the evaluator
-
-
-def _mean_valid(s: np.ndarray) -> float:
-    """The official mean rule: drop NaN and values <= -1, average the rest (-1 if empty)."""
-    s = s[~np.isnan(s)]
-    s = s[s > -1]
-    return -1.0 if len(s) == 0 else float(np.mean(s))
-
-
-def _unique_sorted(a: np.ndarray) -> np.ndarray:
-    return a if len(a) == 0 else a[np.r_[True, a[1:] != a[:-1]]]
 
 
 def evaluate_lvis(
@@ -403,15 +363,17 @@ def evaluate_lvis(
     Raises:
         ValueError: a missing or malformed file, missing keys, duplicate image / category /
             annotation ids, a category without a valid ``frequency``, a detection on an image id
-            that is not in ``gt["images"]``, a NaN/inf score, box or area, or a detection box with
-            non-positive width or height. The message names the file and the offending index.
+            that is not in ``gt["images"]``, a GT annotation on such an image id, a NaN/inf score,
+            box or area, a string where a number belongs, or a detection box with negative width
+            or height. The message names the file and the offending index.
         TypeError: ``gt`` or ``dt`` of another type.
 
     Note:
         Differences from the official code, all on inputs it cannot handle: an empty detection
         list is accepted (every class with GT gets oLRP 1 and AP 0; the official ``LVISResults``
-        crashes on it); duplicate ids and non-positive boxes are errors (officially, duplicate
-        ids silently alias each other and zero-area detections are silently dropped).
+        crashes on it); duplicate ids and negative boxes are errors (officially, duplicate
+        ids silently alias each other); zero-area detections are dropped as the LVIS API drops
+        them, but with a ``UserWarning`` that counts them.
         As in the LVIS API, detections of categories absent from ``gt["categories"]`` and GT
         annotations with ``area <= 0`` are not evaluated (with a ``UserWarning``).
 
@@ -424,42 +386,26 @@ def evaluate_lvis(
     if isinstance(max_dets, bool) or not isinstance(max_dets, (int, np.integer)):
         raise TypeError(f"`max_dets` must be an int; got {type(max_dets).__name__}")
     gt_what, dt_what = describe_source(gt), describe_source(dt)
-    bar = _Bar(progress)
+    bar = progress_bar(total=3, enabled=progress, desc="evaluate_lvis", unit="stage")
+    bar.set_postfix_str("loading")
     try:
-        gt_doc = load_json(gt, what="ground truth")
-        dt_doc = load_json(dt, what="detections")
-        g = _parse_gt(gt_doc, f"ground truth {gt_what}")
-        d = _parse_dt(dt_doc, g, int(max_dets), f"detections {dt_what}")
-        bar.step("matching")
+        with gc_paused():
+            gt_doc = load_json(gt, what="ground truth")
+            dt_doc = load_json(dt, what="detections")
+            check_not_swapped(gt_doc, dt_doc, gt_what, dt_what)
+            g = _parse_gt(gt_doc, f"ground truth {gt_what}")
+            d = _parse_dt(dt_doc, g, int(max_dets), f"detections {dt_what}")
+            del gt_doc, dt_doc
+        bar.update(1)
+        bar.set_postfix_str("matching")
         return _evaluate_parsed(g, d, int(max_dets), bar)
     finally:
         bar.close()
 
 
-class _Bar:
-    """A stage progress bar on stderr (tqdm), or nothing."""
-
-    def __init__(self, enabled: bool) -> None:
-        self._bar = None
-        if enabled:
-            from tqdm.auto import tqdm
-
-            self._bar = tqdm(total=3, desc="evaluate_lvis", unit="stage", leave=False)
-            self._bar.set_postfix_str("loading")
-
-    def step(self, name: str) -> None:
-        if self._bar is not None:
-            self._bar.update(1)
-            self._bar.set_postfix_str(name)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-
-
-def _evaluate_parsed(g: dict, d: dict, max_dets: int, bar: _Bar) -> LVISResult:
+def _evaluate_parsed(g: dict, d: dict, max_dets: int, bar: Any) -> LVISResult:
     n_img, n_cat = max(len(g["img_ids"]), 1), len(g["cat_ids"])
-    n_t, n_r, n_a = len(_IOU_THRS), len(_REC_THRS), len(_AREA_LABELS)
+    n_t, n_a = len(_IOU_THRS), len(_AREA_LABELS)
 
     # GTs sorted by (class, image), input order inside; detections by (class, image, -score),
     # ties in input order
@@ -469,12 +415,7 @@ def _evaluate_parsed(g: dict, d: dict, max_dets: int, bar: _Bar) -> LVISResult:
     dkey = d["cat"] * n_img + d["img"]
     do = np.lexsort((-d["score"], dkey))
     dkey = dkey[do]
-    groups = np.union1d(_unique_sorted(gkey), _unique_sorted(dkey))
-    g0 = np.searchsorted(gkey, groups, side="left")
-    g1 = np.searchsorted(gkey, groups, side="right")
-    d0 = np.searchsorted(dkey, groups, side="left")
-    d1 = np.searchsorted(dkey, groups, side="right")
-    off = _match.pair_offsets(d1 - d0, g1 - g0)
+    _, g0, g1, d0, d1, off = _groups(gkey, dkey)
 
     gt_box = np.ascontiguousarray(g["box"][go])
     gt_area = np.ascontiguousarray(g["area"][go])
@@ -496,29 +437,17 @@ def _evaluate_parsed(g: dict, d: dict, max_dets: int, bar: _Bar) -> LVISResult:
                                np.ascontiguousarray(dt_area), _AREA_RNG, _IOU_THRS,
                                matched, ignored, match_iou)  # fmt: skip
     del ious
-    bar.step("accumulating")
+    bar.update(1)
+    bar.set_postfix_str("accumulating")
 
-    npig = np.zeros((n_cat, n_a), dtype=np.int64)
-    gcat = g["cat"][go]
-    for a, (lo, hi) in enumerate(_AREA_RNG):
-        ok = ~gt_ig & (gt_area >= lo) & (gt_area <= hi)
-        npig[:, a] = np.bincount(gcat[ok], minlength=n_cat)
-
-    # pooled order per class: descending score, stable (image-id order, then input order)
-    scores = np.ascontiguousarray(d["score"][do])
-    dcat = dkey // n_img
-    order = np.lexsort((-scores, dcat)).astype(np.int64)
-    cls_start = np.searchsorted(dcat[order], np.arange(n_cat + 1), side="left").astype(np.int64)
-    precision = -np.ones((n_t, n_r, n_cat, n_a, 1))
-    recall = -np.ones((n_t, n_cat, n_a, 1))
-    score_at = -np.ones((n_t, n_r, n_cat, n_a, 1))
-    olrp = -np.ones((n_cat, n_a, 1, 5))
+    npig = _gt_counts(g["cat"][go], gt_ig, gt_area, _AREA_RNG, n_cat)
     no_cap = np.zeros(n_d, dtype=np.int64)  # LVIS has no per-class cap
-    with np.errstate(invalid="ignore", divide="ignore"):
-        _match.accumulate_classes(order, cls_start, no_cap, scores, matched, ignored, match_iou,
-                                  npig, np.array([1], dtype=np.int64), _REC_THRS,
-                                  float(_IOU_THRS[0]), precision, recall, score_at, olrp)  # fmt: skip
-    bar.step("summarizing")
+    acc = _accumulate(dkey // n_img, np.ascontiguousarray(d["score"][do]), no_cap, matched,
+                      ignored, match_iou, npig, np.array([1], dtype=np.int64), _REC_THRS,
+                      _IOU_THRS)  # fmt: skip
+    precision, recall, olrp = acc["precision"], acc["recall"], acc["olrp"]
+    bar.update(1)
+    bar.set_postfix_str("summarizing")
     return _summarize(g, max_dets, precision[..., 0], recall[..., 0], olrp[:, :, 0, :])
 
 
@@ -528,11 +457,11 @@ def _summarize(g: dict, max_dets: int, precision, recall, olrp) -> LVISResult:
     def ap(iou=None, area=0, cats=None):
         s = precision if iou is None else precision[np.where(iou == _IOU_THRS)[0]]
         s = s[:, :, :, area] if cats is None else s[:, :, cats, area]
-        return -1.0 if len(s[s > -1]) == 0 else float(np.mean(s[s > -1]))
+        return _mean_present(s)
 
     def ar(area=0):
         s = recall[:, :, area]
-        return -1.0 if len(s[s > -1]) == 0 else float(np.mean(s[s > -1]))
+        return _mean_present(s)
 
     stats: dict[str, float] = {
         "AP": ap(), "AP50": ap(0.5), "AP75": ap(0.75),
@@ -540,8 +469,8 @@ def _summarize(g: dict, max_dets: int, precision, recall, olrp) -> LVISResult:
         "APr": ap(cats=freq_groups[0]), "APc": ap(cats=freq_groups[1]),
         "APf": ap(cats=freq_groups[2]),
         "AR@300": ar(), "ARs@300": ar(1), "ARm@300": ar(2), "ARl@300": ar(3),
-        "oLRP": _mean_valid(olrp[:, 0, 0]), "oLRP LOC": _mean_valid(olrp[:, 0, 1]),
-        "oLRP FP": _mean_valid(olrp[:, 0, 2]), "oLRP FN": _mean_valid(olrp[:, 0, 3]),
+        "oLRP": _mean_valid(olrp[:, 0, 0]), "oLRP_Loc": _mean_valid(olrp[:, 0, 1]),
+        "oLRP_FP": _mean_valid(olrp[:, 0, 2]), "oLRP_FN": _mean_valid(olrp[:, 0, 3]),
     }  # fmt: skip
     for lbl, grp in zip(_FREQS, freq_groups):
         stats[f"oLRP{lbl}"] = _mean_valid(olrp[grp, 0, 0])
@@ -558,7 +487,7 @@ def _summarize(g: dict, max_dets: int, precision, recall, olrp) -> LVISResult:
             "oLRP_FP": float(olrp[k, 0, 2]),
             "oLRP_FN": float(olrp[k, 0, 3]),
             "threshold": float(olrp[k, 0, 4]),
-            "AP": -1.0 if len(p[p > -1]) == 0 else float(np.mean(p[p > -1])),
+            "AP": _mean_present(p),
         })  # fmt: skip
     arrays = {
         name: np.ascontiguousarray(olrp[:, :, c])
@@ -567,7 +496,7 @@ def _summarize(g: dict, max_dets: int, precision, recall, olrp) -> LVISResult:
     arrays["precision"] = precision
     arrays["recall"] = recall
     return LVISResult(
-        stats=stats,
+        stats=Stats(stats, LVIS_OFFICIAL_KEYS),
         per_class=per_class,
         thresholds={int(cid): float(olrp[k, 0, 4]) for k, cid in enumerate(cat_ids)},
         arrays=arrays,

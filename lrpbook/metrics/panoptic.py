@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from lrpbook.metrics._io import describe_source, load_json, nan_to_none
+from lrpbook.metrics._io import describe_source, load_json, nan_to_none, short_repr
 
 __all__ = ["evaluate_panoptic", "PanopticResult"]
 
@@ -56,6 +56,31 @@ class PanopticResult:
     results: dict[str, dict[str, float]]
     per_class: dict[int, dict[str, float]]
     params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def stats(self) -> dict[str, float]:
+        """The headline numbers, flat like the COCO and LVIS ``stats``: ``PQ``, ``SQ``, ``RQ``,
+        ``LRP``, ``LRP_Loc``, ``LRP_FP``, ``LRP_FN`` (over All), then the same with the suffix
+        ``_th`` (Things) and ``_st`` (Stuff). As in the COCO and LVIS ``stats``, ``-1`` means
+        "nothing to evaluate" (a mean over no class, NaN in :attr:`results`)."""
+        names = {"pq": "PQ", "sq": "SQ", "rq": "RQ", "lrp": "LRP", "lrp_loc": "LRP_Loc",
+                 "lrp_fp": "LRP_FP", "lrp_fn": "LRP_FN"}  # fmt: skip
+        out: dict[str, float] = {}
+        for group, suffix in (("All", ""), ("Things", "_th"), ("Stuff", "_st")):
+            r = self.results.get(group, {})
+            for k, name in names.items():
+                if k in r:
+                    v = float(r[k])
+                    out[name + suffix] = -1.0 if math.isnan(v) else v
+        return out
+
+    @property
+    def thresholds(self) -> dict[int, float]:
+        """Panoptic predictions are hard (no scores): no thresholds, an empty dict."""
+        return {}
+
+    def __repr__(self) -> str:
+        return short_repr(self, ["stats", "per_class"])
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready ``{"stats": results, "per_class": [...]}`` with NaN written as ``None``."""

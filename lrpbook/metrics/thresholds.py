@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lrpbook.metrics._io import load_json, nan_to_none
+from lrpbook.metrics._io import load_json, nan_to_none, write_atomic
 
 __all__ = ["apply_thresholds", "save_thresholds", "load_thresholds"]
 
@@ -106,7 +106,8 @@ def save_thresholds(result: Any, path: str | os.PathLike) -> Path:
     Args:
         result (EvalResult | dict): the output of :func:`~lrpbook.metrics.evaluate` (or of the
             LVIS evaluator), or a ``{category_id: threshold}`` dict.
-        path (str | PathLike): where to write.
+        path (str | PathLike): where to write (atomically: a temporary file in the same folder,
+            then a rename, so an interrupted write leaves the previous file intact).
 
     Returns:
         Path: ``path``.
@@ -126,9 +127,7 @@ def save_thresholds(result: Any, path: str | os.PathLike) -> Path:
         "note": "LRP-optimal score thresholds per category (oLRP, tau = 0.5); "
         "null: no true positive (drop the class), -1: no ground truth",
     }
-    p = Path(path)
-    p.write_text(json.dumps(nan_to_none(doc), indent=1))
-    return p
+    return write_atomic(Path(path), json.dumps(nan_to_none(doc), indent=1))
 
 
 def load_thresholds(path: str | os.PathLike) -> dict[int, float]:
