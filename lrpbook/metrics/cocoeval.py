@@ -92,9 +92,8 @@ class COCOeval:
         params (Params): the selection, with pycocotools' field names.
         eval (dict): filled by :meth:`accumulate`.
         stats (ndarray): filled by :meth:`summarize`: 12 numbers (keypoints 10).
-        result (EvalResult): the full lrpbook result (oLRP, per-class rows, thresholds).
-        lrp (dict[str, float]): ``oLRP``, ``oLRP_Loc``, ``oLRP_FP``, ``oLRP_FN`` and the
-            per-size oLRP, after :meth:`evaluate`.
+        result (EvalResult): the full lrpbook result (oLRP, per-class rows, thresholds); the
+            property :attr:`lrp` holds its oLRP numbers.
 
     Note:
         Not provided: ``evalImgs`` and ``ious`` (lrpbook never builds per-image dicts), and
@@ -131,7 +130,8 @@ class COCOeval:
 
     @property
     def lrp(self) -> dict[str, float]:
-        """oLRP and its components (keys as in :data:`lrpbook.metrics.STATS_KEYS`)."""
+        """``oLRP``, ``oLRP_Loc``, ``oLRP_FP``, ``oLRP_FN`` and the per-size oLRP, after
+        :meth:`evaluate` (keys as in :data:`lrpbook.metrics.STATS_KEYS`)."""
         if self.result is None:
             raise RuntimeError("run evaluate() first")
         return {k: v for k, v in self.result.stats.items() if k.startswith("oLRP")}
