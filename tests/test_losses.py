@@ -482,7 +482,9 @@ def test_device_code_path_makes_no_host_sync_and_equals_the_cpu_path(
         (c + lo).backward()
         got += [c.detach(), lo.detach(), x.grad, e.grad]
         crit = ALRPLoss()
-        crit(s.clone().requires_grad_(True), binary, e.detach())["loss"].backward()  # the running sums: no sync either
+        crit(s.clone().requires_grad_(True), binary, e.detach())[
+            "loss"
+        ].backward()  # the running sums: no sync either
         RankSortLoss()(s.clone().requires_grad_(True), t, e.detach().sum())["loss"].backward()
     for a, b in zip(got, expected):
         torch.testing.assert_close(a, b, rtol=1e-9 if dtype == torch.float64 else 1e-5, atol=1e-12)

@@ -6,9 +6,14 @@ whole batch, flattened row-major) and are optimised with the identity update of 
 (kemaloksuz/aLRPLoss and kemaloksuz/RankSortLoss), quirks included; each quirk is listed in the
 function's ``Note``. The official code loops over positives (O(P·N)). Here H is piecewise linear
 with breakpoints :math:`\\hat s_i \\pm \\delta` at the P positives, so every sum between positives
-and negatives comes from one search of each logit among those 2P breakpoints, two histograms and
-prefix sums: O(N log P + P log P), and the N logits are never sorted (:mod:`lrpbook.losses._fast`).
-The RS sorting terms use a chunked dense pass over positive pairs (O(P^2) time, bounded memory).
+and negatives comes from locating each logit among those 2P breakpoints (a uniform grid, O(N) on the
+CPU), two histograms and prefix sums, and the N logits are never sorted. The RS sorting terms, sums
+over the positives with a larger IoU within a logit range, are 2-d dominance sums answered for all
+positives at once by a wavelet matrix: O(P log P) (:mod:`lrpbook.losses._fast`).
+
+On CUDA (any device but the CPU) the functions make no host-device synchronisation: the positives go
+into a buffer of capacity N instead of being counted, and value checks are asynchronous device-side
+asserts (``check_values``).
 
 Notation (thesis Ch 2): logits :math:`\\hat s`, :math:`x_{ik} = \\hat s_k - \\hat s_i`, smoothed step
 
@@ -264,7 +269,7 @@ def _attach(
 def ap_loss(
     logits: Tensor, targets: Tensor, delta: float = 1.0, *, check_values: bool | None = None
 ) -> Tensor:
-    """AP Loss :cite:`chen2019aploss` with the identity update (thesis Eqs. (6.6)–(6.13)).
+    """AP Loss :cite:`chen2019aploss` with the identity update (thesis Eq. (6.2), Sec. 6.3).
 
     .. math::
 
@@ -273,12 +278,17 @@ def ap_loss(
 
     with :math:`\\mathrm{rank}^+(i) = 1 + \\sum_{k \\in \\mathcal{P}, k \\ne i} H(x_{ik})`. The update of
     positive :math:`i` is :math:`-(1 - \\mathrm{prec}_{int}(i))/Z` and it is shared over the negatives in
-    proportion to :math:`H(x_{ij})/N_{FP}(i)`; :math:`Z = |\\mathcal{P}|`.
+    proportion to :math:`p(j|i) = H(x_{ij})/N_{FP}(i)` (thesis Sec. 6.3; without interpolation the
+    primary terms are :math:`L_{ij} = H(x_{ij})/\\mathrm{rank}(i)`, Eq. (6.13)); :math:`Z = |\\mathcal{P}|`.
 
     Args:
         logits (Tensor[...], float): logits of any shape, ranked all together.
         targets (Tensor[...]): same shape: 1 positive, 0 negative, -1 ignored.
         delta: smoothing of the step function (default 1.0, as in the official code); 0 = hard step.
+        check_values: None (default): check values eagerly on the CPU (errors name the bad entry by
+            its index) and with asynchronous device-side asserts elsewhere (no host-device
+            synchronisation); True: eager checks everywhere (synchronises on CUDA); False: no value
+            checks (shapes and dtypes are always checked).
 
     Returns:
         Tensor[] scalar loss in [0, 1] (lower is better) whose backward applies the identity update.
@@ -335,7 +345,7 @@ def alrp_loss(
         \\mathcal{L}_{aLRP} = \\frac{1}{|\\mathcal{P}|}\\sum_{i \\in \\mathcal{P}}
         \\frac{N_{FP}(i) + \\mathcal{E}_{loc}(i)}{\\mathrm{rank}(i)},\\qquad
         \\mathcal{E}_{loc}(i) = \\sum_{k \\in \\mathcal{P}} H(x_{ik})\\, e_{loc}(k)
-        \\quad \\text{(thesis Eqs. (7.3)–(7.6))},
+        \\quad \\text{(thesis Eqs. (7.2)–(7.5))},
 
     split into the classification part :math:`\\frac{1}{|\\mathcal{P}|}\\sum_i N_{FP}(i)/\\mathrm{rank}(i)`
     and the localisation part. The classification update of positive :math:`i` (thesis Eq. (7.7)) is
@@ -346,11 +356,14 @@ def alrp_loss(
     Args:
         logits (Tensor[...], float): logits of any shape, ranked all together.
         targets (Tensor[...]): same shape: 1 positive, 0 negative, -1 ignored.
-        loc_errors (Tensor[P], float): the localisation error :math:`e_{loc}` in [0, 2] (e.g. the GIoU
-            loss) of each positive, in the order the positives appear in the flattened input. Its
-            gradient comes from the localisation part.
+        loc_errors (Tensor[P], float): the localisation error :math:`e_{loc}` of each positive, in the
+            order the positives appear in the flattened input. The thesis defines
+            :math:`\\mathcal{E}_{loc}(i) = (1 - \\mathrm{IoU}(i))/(1 - \\tau)` (Eq. (7.3)) and allows a
+            GIoU-based error instead; the official heads pass the GIoU loss, in [0, 2]. Its gradient
+            comes from the localisation part.
         delta: smoothing of the step (default 1.0); 0 = hard step.
         eps: positives with :math:`N_{FP}(i) \\le` ``eps`` get no classification update (official gate).
+        check_values: as in :func:`ap_loss`; also covers ``loc_errors``.
 
     Returns:
         ``(cls_loss, loc_loss)``, two scalars in [0, 1] (lower is better). ``cls_loss`` backpropagates the
@@ -456,7 +469,8 @@ def rank_sort_loss(
 ) -> tuple[Tensor, Tensor]:
     """Rank & Sort Loss :cite:`oksuz2021rs` (thesis Ch 8): rank positives above negatives and sort them by IoU.
 
-    For each positive :math:`i` with IoU target :math:`y_i` (thesis Eqs. (8.3)–(8.6)):
+    For each positive :math:`i` with IoU target :math:`y_i` (thesis Eq. (8.2); :math:`\\ell_R` and
+    :math:`\\ell_S` are both Eq. (8.3), the target :math:`\\ell_S^*` is Eq. (8.4)):
 
     .. math::
 
@@ -468,14 +482,20 @@ def rank_sort_loss(
     :math:`\\mathcal{L}_R = \\frac{1}{|\\mathcal{P}|}\\sum_i \\ell_R(i)` and
     :math:`\\mathcal{L}_S = \\frac{1}{|\\mathcal{P}|}\\sum_i (\\ell_S(i) - \\ell_S^*(i))`. The ranking error
     of a positive is distributed over the negatives above it (:math:`H(x_{ij})/N_{FP}(i)`), its sorting
-    error over the positives with lower IoU above it (:math:`H(x_{ik})/\\sum_{k: y_k < y_i} H(x_{ik})`).
+    error over the positives with lower IoU above it (:math:`H(x_{ik})/\\sum_{k: y_k < y_i} H(x_{ik})`):
+    the primary terms and pmfs of thesis Eqs. (8.5)–(8.6), whose updates are Eqs. (8.7)–(8.8). The IoU
+    targets are the IoUs between the predicted and ground-truth boxes (thesis Sec. 8.4.2, Eq. (8.10)).
 
     Args:
         logits (Tensor[...], float): logits of any shape, ranked all together.
         targets (Tensor[...]): same shape: the IoU in (0, 1] for positives, 0 negatives, -1 ignored.
+            IoUs up to ``1 + IOU_TOLERANCE`` (1e-6; float32 IoUs can come out as ``1.0000001``) are
+            taken as 1. A detector head builds them as ``t = torch.zeros(N, C)``,
+            ``t[anchor, label] = iou`` for the positives and ``t[ignored] = -1``.
         delta: smoothing of the step (default 0.5); 0 = hard step.
         eps: official gates: no ranking update when :math:`N_{FP}(i) \\le` ``eps``, no sorting update
             when the sorting denominator is :math:`\\le` ``eps``.
+        check_values: as in :func:`ap_loss`.
 
     Returns:
         ``(ranking_loss, sorting_loss)``, two scalars in [0, 1]. The backward of any weighted sum
@@ -483,8 +503,9 @@ def rank_sort_loss(
         update.
 
     Raises:
-        ValueError: on a shape mismatch, non-finite logits, targets outside {-1, 0} ∪ (0, 1], a negative
-            delta.
+        ValueError: on a shape mismatch (with a recipe when ``targets`` are ``[N]`` class indices),
+            non-finite logits, targets outside {-1, 0} ∪ (0, 1 + 1e-6], a negative delta; a bad entry
+            is named by its index in the tensor's shape, e.g. ``(2, 3)``.
 
     Note:
         Differences from the official code, each on purpose: (1) the official backward multiplies the

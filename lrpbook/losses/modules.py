@@ -77,7 +77,7 @@ class APLoss(nn.Module):
 
 
 class ALRPLoss(nn.Module):
-    r"""aLRP Loss with self-balance (thesis Sec. 7.3.2 and App K.3).
+    r"""aLRP Loss with self-balance (thesis Sec. 7.3.2; App K.2 justifies it).
 
     The total loss is :math:`\mathcal{L}_{cls} + w_{SB} \mathcal{L}_{loc}`, where the self-balance
     weight :math:`w_{SB}` is the ratio :math:`\overline{\mathcal{L}_{aLRP}} / \overline{\mathcal{L}_{loc}}`

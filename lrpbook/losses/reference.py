@@ -38,7 +38,7 @@ def _setup(logits: Tensor, targets: Tensor, positive: Tensor, delta: float):
 
 
 def ap_loss_loop(logits: Tensor, targets: Tensor, delta: float = 1.0) -> tuple[Tensor, Tensor]:
-    """AP Loss and its identity update by a loop over positives (Algorithm of thesis Sec. 6.2).
+    """AP Loss and its identity update by a loop over positives (thesis Algorithm 3, Sec. 6.3).
 
     Returns:
         ``(loss, grad)``: a scalar and the update vector (Tensor[n], float64, flat order).
@@ -73,7 +73,7 @@ def ap_loss_loop(logits: Tensor, targets: Tensor, delta: float = 1.0) -> tuple[T
 def alrp_loss_loop(
     logits: Tensor, targets: Tensor, loc_errors: Tensor, delta: float = 1.0, eps: float = 1e-5
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """aLRP Loss by a loop over positives (thesis Algorithm 3 and Sec. 7.3).
+    """aLRP Loss by a loop over positives (thesis Algorithm 3 with the update of Eq. (7.7), Sec. 7.3).
 
     Returns:
         ``(cls_loss, cls_grad, loc_loss, loc_grad)``: ``cls_grad`` is the update w.r.t. the logits
@@ -115,7 +115,7 @@ def alrp_loss_loop(
 def rank_sort_loss_loop(
     logits: Tensor, targets: Tensor, delta: float = 0.5, eps: float = 1e-10
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """RS Loss by a loop over positives (thesis Algorithm 4).
+    """RS Loss by a loop over positives (thesis Algorithm 3 with the primary terms of Eqs. (8.5)–(8.6)).
 
     Returns:
         ``(ranking_loss, ranking_grad, sorting_loss, sorting_grad)``, updates as Tensor[n] float64.
