@@ -233,19 +233,23 @@ class DominanceSums:
         p = ry.numel()
         self.p = p
         self.levels = max(1, int(p).bit_length())  # every R <= p is < 2**levels
-        a, perm = ry, torch.arange(p, device=ry.device)
-        ar = torch.arange(p + 1, device=ry.device)
+        dev = ry.device
+        self.shifts = torch.arange(self.levels - 1, -1, -1, device=dev)  # the highest bit first
+        bits = (ry[None, :] >> self.shifts[:, None]) & 1  # [L, P] in the logit order
+        ar = torch.arange(p, device=dev)
+        perm = ar
         zb, perms = [], []
-        for level in reversed(range(self.levels)):
-            bit = (a >> level) & 1
+        for i in range(self.levels):
+            bit = bits[i].index_select(0, perm)  # in this level's order
             zeros = _prefix(1 - bit)  # [P + 1] zeros before each position
-            new = torch.where(bit == 0, zeros[:-1], zeros[-1] + ar[:-1] - zeros[:-1])
-            na, nperm = torch.empty_like(a), torch.empty_like(perm)
-            na[new], nperm[new] = a, perm
+            new = torch.where(bit.bool(), zeros[-1] + ar - zeros[:-1], zeros[:-1])
+            nperm = torch.empty_like(perm)
+            nperm[new] = perm
             zb.append(zeros)
             perms.append(nperm)  # original point at each position after this level's partition
-            a, perm = na, nperm
-        self.zb = torch.stack(zb)  # [L, P + 1], from the highest bit down
+            perm = nperm
+        self.zb = torch.stack(zb)  # [L, P + 1]
+        self.zlast = self.zb[:, -1]
         self.perms = torch.stack(perms)  # [L, P]
 
     def walk(self, r: Tensor, bounds: Tensor):
@@ -259,15 +263,16 @@ class DominanceSums:
         e = bounds.reshape(-1)
         rr = r.reshape(-1) if r.dim() > 1 else r.repeat(jq[0])
         s = torch.zeros_like(e)
+        bits = ((rr[None, :] >> self.shifts[:, None]) & 1).bool()  # [L, J*Q]
+        bitf = bits.to(torch.float64)
         steps = []
-        for i, level in enumerate(reversed(range(self.levels))):
+        for i in range(self.levels):
             zeros = self.zb[i]
-            bit = ((rr >> level) & 1).bool()
             zs, ze = zeros.index_select(0, s), zeros.index_select(0, e)
-            steps.append((bit, zs, ze))  # the zero-bit entries of the range: [zs, ze) next level
-            z = zeros[-1]
-            s = torch.where(bit, z + s - zs, zs)
-            e = torch.where(bit, z + e - ze, ze)
+            steps.append((bitf[i], zs, ze))  # the zero-bit entries of the range: [zs, ze) next level
+            z = self.zlast[i]
+            s = torch.where(bits[i], s - zs + z, zs)
+            e = torch.where(bits[i], e - ze + z, ze)
         return jq, steps
 
     def split(self, walked, parts: int):
@@ -294,7 +299,7 @@ class DominanceSums:
         for i, (bit, zs, ze) in enumerate(steps):
             cw = _prefix(wt.index_select(0, self.perms[i]), dim=0)  # [P + 1, M]
             part = cw.index_select(0, ze).sub_(cw.index_select(0, zs))
-            out.add_(part.mul_(bit[:, None]))
+            out.addcmul_(part, bit[:, None])
         return out.t().reshape(m, *jq)
 
 
