@@ -234,13 +234,11 @@ class DominanceSums:
         self.p = p
         self.levels = max(1, int(p).bit_length())  # every R <= p is < 2**levels
         dev = ry.device
-        self.shifts = torch.arange(self.levels - 1, -1, -1, device=dev)  # the highest bit first
-        bits = (ry[None, :] >> self.shifts[:, None]) & 1  # [L, P] in the logit order
         ar = torch.arange(p, device=dev)
         perm = ar
         zb, perms = [], []
         for i in range(self.levels):
-            bit = bits[i].index_select(0, perm)  # in this level's order
+            bit = (ry.index_select(0, perm) >> (self.levels - 1 - i)) & 1  # in this level's order
             zeros = _prefix(1 - bit)  # [P + 1] zeros before each position
             new = torch.where(bit.bool(), zeros[-1] + ar - zeros[:-1], zeros[:-1])
             nperm = torch.empty_like(perm)
@@ -252,28 +250,31 @@ class DominanceSums:
         self.zlast = self.zb[:, -1]
         self.perms = torch.stack(perms)  # [L, P]
 
-    def walk(self, r: Tensor, bounds: Tensor):
+    def walk(self, r: Tensor, bounds: Tensor, lazy: bool = False):
         """Navigate the queries once; returns what :meth:`sums` needs (for any weights).
 
         Args:
             r (Tensor[Q] or Tensor[J, Q], int64): the IoU-rank bound of each query.
             bounds (Tensor[J, Q], int64 in [0, P]): the logit-order bounds.
+            lazy: keep only the queries and redo the walk in every :meth:`sums` (memory O(J Q)
+                instead of O(J Q log P): for the capacity-N layout on accelerators).
         """
         jq = tuple(bounds.shape)
         e = bounds.reshape(-1)
         rr = r.reshape(-1) if r.dim() > 1 else r.repeat(jq[0])
+        steps = self._steps(rr, e)
+        return jq, (steps if lazy else list(steps))
+
+    def _steps(self, rr: Tensor, e: Tensor):
         s = torch.zeros_like(e)
-        bits = ((rr[None, :] >> self.shifts[:, None]) & 1).bool()  # [L, J*Q]
-        bitf = bits.to(torch.float64)
-        steps = []
         for i in range(self.levels):
+            bit = ((rr >> (self.levels - 1 - i)) & 1).bool()
             zeros = self.zb[i]
             zs, ze = zeros.index_select(0, s), zeros.index_select(0, e)
-            steps.append((bitf[i], zs, ze))  # the zero-bit entries of the range: [zs, ze) next level
+            yield bit.to(torch.float64), zs, ze  # the zero-bit entries of the range: [zs, ze) next level
             z = self.zlast[i]
-            s = torch.where(bits[i], s - zs + z, zs)
-            e = torch.where(bits[i], e - ze + z, ze)
-        return jq, steps
+            s = torch.where(bit, s - zs + z, zs)
+            e = torch.where(bit, e - ze + z, ze)
 
     def split(self, walked, parts: int):
         """Split a walk of ``parts`` query sets stacked along ``J`` into one walk per set."""
