@@ -235,12 +235,16 @@ class DominanceSums:
         self.levels = max(1, int(p).bit_length())  # every R <= p is < 2**levels
         dev = ry.device
         ar = torch.arange(p, device=dev)
+        ar1 = torch.arange(p + 1, device=dev)
         perm = ar
         zb, perms = [], []
         for i in range(self.levels):
             bit = (ry.index_select(0, perm) >> (self.levels - 1 - i)) & 1  # in this level's order
-            zeros = _prefix(1 - bit)  # [P + 1] zeros before each position
-            new = torch.where(bit.bool(), zeros[-1] + ar - zeros[:-1], zeros[:-1])
+            ones = torch.zeros(p + 1, dtype=torch.long, device=dev)
+            torch.cumsum(bit, 0, out=ones[1:])
+            zeros = ar1 - ones  # [P + 1] zeros before each position
+            z = zeros[-1]
+            new = torch.where(bit.bool(), ones[:-1] + z, zeros[:-1])
             nperm = torch.empty_like(perm)
             nperm[new] = perm
             zb.append(zeros)
@@ -270,8 +274,10 @@ class DominanceSums:
         for i in range(self.levels):
             bit = ((rr >> (self.levels - 1 - i)) & 1).bool()
             zeros = self.zb[i]
-            zs, ze = zeros.index_select(0, s), zeros.index_select(0, e)
-            yield bit.to(torch.float64), zs, ze  # the zero-bit entries of the range: [zs, ze) next level
+            zse = zeros.index_select(0, torch.cat([s, e]))
+            zs, ze = zse[: s.numel()], zse[s.numel() :]
+            # the zero-bit entries of the range are [zs, ze) at the next level
+            yield bit.to(torch.float64), zse
             z = self.zlast[i]
             s = torch.where(bit, s - zs + z, zs)
             e = torch.where(bit, e - ze + z, ze)
@@ -281,10 +287,13 @@ class DominanceSums:
         jq, steps = walked
         j = jq[0] // parts
         q = j * math.prod(jq[1:])
-        return [
-            ((j, *jq[1:]), [tuple(t[i * q : (i + 1) * q] for t in st) for st in steps])
-            for i in range(parts)
-        ]
+        n = math.prod(jq)
+
+        def part(i: int, bit: Tensor, zse: Tensor):
+            lo, hi = i * q, (i + 1) * q
+            return bit[lo:hi], torch.cat([zse[lo:hi], zse[n + lo : n + hi]])
+
+        return [((j, *jq[1:]), [part(i, *st) for st in steps]) for i in range(parts)]
 
     def sums(self, w: Tensor, walked) -> Tensor:
         """``out[m, j, q] = sum_{k: ry[k] < r[q], k < bounds[j, q]} w[m, k]`` (``walked`` from :meth:`walk`).
@@ -296,11 +305,14 @@ class DominanceSums:
         m = w.shape[0]
         # prefix sums of the weights in each level's order, as rows [P + 1, M] (one row gather each)
         wt = w.t().contiguous()
+        p = self.p
         out = w.new_zeros(math.prod(jq), m)
-        for i, (bit, zs, ze) in enumerate(steps):
-            cw = _prefix(wt.index_select(0, self.perms[i]), dim=0)  # [P + 1, M]
-            part = cw.index_select(0, ze).sub_(cw.index_select(0, zs))
-            out.addcmul_(part, bit[:, None])
+        cw = w.new_zeros(p + 1, m)
+        for i, (bit, zse) in enumerate(steps):
+            torch.cumsum(wt.index_select(0, self.perms[i]), 0, out=cw[1:])
+            part = cw.index_select(0, zse)
+            half = part.shape[0] // 2
+            out.addcmul_(part[half:] - part[:half], bit[:, None])
         return out.t().reshape(m, *jq)
 
 
