@@ -1,4 +1,4 @@
-"""Exact sums of the smoothed step in O(N log P + P log^2 P), for the ranking-based losses.
+"""Exact sums of the smoothed step in O(N + P log P) on the CPU, for the ranking-based losses.
 
 The smoothed step (thesis Eq. (6.5)) is piecewise linear,
 
@@ -13,12 +13,14 @@ searches give. Values are centred (``v - c``) before the prefix sums to limit ca
   positives' 2P breakpoints (:func:`count_le`); the N entries are never sorted.
 - :class:`PositiveSide`: the sums among the positives, including the RS sorting terms, which need
   sums over the positives with a larger (or smaller) IoU *and* a given logit range: a 2-d dominance
-  query, answered for every positive at once by :class:`DominanceSums` (blocks of a dyadic
-  decomposition of the IoU order, each sorted by logit: O(P log^2 P), no P x P matrix).
+  query, answered for every positive at once by :class:`DominanceSums` (a wavelet matrix over the
+  IoU ranks in logit order: O(P log P), no P x P matrix).
 
 Both work on a "capacity" layout: on the CPU the P positives exactly; on other devices (where the
 number of positives cannot be read without a host-device synchronisation) a buffer of capacity N whose
-unused slots hold ``+inf`` logits and zero weights.
+unused slots hold ``+inf`` logits and zero weights. There the wavelet matrix of the RS sorting terms
+spans N slots: O(N log N) time and memory (about 2 x 8 bytes x N log2 N), the price of not
+synchronising; its walk is redone per pass instead of stored.
 """
 
 from __future__ import annotations
@@ -277,7 +279,7 @@ class DominanceSums:
             zse = zeros.index_select(0, torch.cat([s, e]))
             zs, ze = zse[: s.numel()], zse[s.numel() :]
             # the zero-bit entries of the range are [zs, ze) at the next level
-            yield bit.to(torch.float64), zse
+            yield bit.to(torch.float32), zse.to(torch.int32)  # stored: kept small
             z = self.zlast[i]
             s = torch.where(bit, s - zs + z, zs)
             e = torch.where(bit, e - ze + z, ze)
