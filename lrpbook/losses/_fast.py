@@ -78,7 +78,7 @@ def count_le(b: Tensor, x: Tensor, cells: int | None = None) -> Tensor:
         return torch.searchsorted(bx, x, right=True)
     lo, hi = float(bx[0]), float(bx[-1])
     if cells is None:
-        cells = int(min(max(16 * n, 64), max(x.numel() // 2, 64)))
+        cells = int(min(max(16 * n, 64), max(x.numel() // 4, 64)))  # tables small next to N
     width = hi - lo
     inv = cells / width if width > 0 and math.isfinite(width) else math.inf
     inv = float(torch.tensor(inv, dtype=x.dtype))  # representable in x's dtype
