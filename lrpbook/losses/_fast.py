@@ -19,7 +19,7 @@ searches give. Values are centred (``v - c``) before the prefix sums to limit ca
 Both work on a "capacity" layout: on the CPU the P positives exactly; on other devices (where the
 number of positives cannot be read without a host-device synchronisation) a buffer of capacity N whose
 unused slots hold ``+inf`` logits and zero weights. There the wavelet matrix of the RS sorting terms
-spans N slots: O(N log N) time and memory (about 2 x 8 bytes x N log2 N), the price of not
+spans N slots: O(N log N) time and memory (about 32 N log2 N bytes, radix 2), the price of not
 synchronising; its walk is redone per pass instead of stored.
 """
 
@@ -222,39 +222,39 @@ class DominanceSums:
     """For points in logit order ``k = 0..P-1`` with an IoU rank ``ry[k]`` (a permutation of
     ``0..P-1``): sums of weights over ``{k: ry[k] < R, k < u}`` for many queries ``(R, u)`` at once.
 
-    A wavelet matrix over the sequence ``ry``: at each bit of the ranks, from the highest, the
-    sequence is stably partitioned into the entries with that bit 0 and those with it 1, and prefix
-    counts of the zeros are kept. A query walks down the bits of ``R``: where the bit is 1, every
-    entry of its current range whose bit is 0 has a rank below ``R`` and is summed (a difference of
-    prefix sums of the weights in that level's order); the range then follows the entries whose bit
-    equals ``R``'s. Only index arithmetic and gathers, vectorised over all queries:
-    O(P log P) to build, O(log P) per query.
+    A wavelet matrix of radix ``2**bits`` over the sequence ``ry``: at each digit of the ranks, from
+    the most significant, the sequence is stably partitioned by that digit, and per-digit prefix
+    counts are kept. A query walks down the digits of ``R`` keeping the range of entries whose higher
+    digits equal ``R``'s; at each level, the entries of its range with a smaller digit have a rank
+    below ``R`` and are summed (a difference of prefix sums in that level's order), and the range then
+    follows the entries with ``R``'s digit. Only index arithmetic and 1-d gathers, vectorised over all
+    queries: O(P log P) to build, O(log P) per query (``bits = 2``: 6 levels for P = 3000; in an
+    interleaved comparison at P = 3000 radix 4 took 14% less time than radix 2 and radix 8).
     """
 
-    def __init__(self, ry: Tensor):
+    def __init__(self, ry: Tensor, bits: int = 2):
         p = ry.numel()
-        self.p = p
-        self.levels = max(1, int(p).bit_length())  # every R <= p is < 2**levels
+        self.p, self.bits, self.radix = p, bits, 1 << bits
+        nbits = max(1, int(p).bit_length())  # every R <= p is < 2**nbits
+        self.nlevels = -(-nbits // bits)
         dev = ry.device
-        ar = torch.arange(p, device=dev)
-        ar1 = torch.arange(p + 1, device=dev)
-        perm = ar
-        zb, perms = [], []
-        for i in range(self.levels):
-            bit = (ry.index_select(0, perm) >> (self.levels - 1 - i)) & 1  # in this level's order
-            ones = torch.zeros(p + 1, dtype=torch.long, device=dev)
-            torch.cumsum(bit, 0, out=ones[1:])
-            zeros = ar1 - ones  # [P + 1] zeros before each position
-            z = zeros[-1]
-            new = torch.where(bit.bool(), ones[:-1] + z, zeros[:-1])
-            nperm = torch.empty_like(perm)
-            nperm[new] = perm
-            zb.append(zeros)
-            perms.append(nperm)  # original point at each position after this level's partition
-            perm = nperm
-        self.zb = torch.stack(zb)  # [L, P + 1]
-        self.zlast = self.zb[:, -1]
-        self.perms = torch.stack(perms)  # [L, P]
+        self.ar = torch.arange(p + 1, device=dev)
+        self.groups = torch.arange(self.radix, device=dev)[:, None]
+        a, perm = ry, torch.arange(p, device=dev)
+        self.levels = []
+        for level in reversed(range(self.nlevels)):
+            shift = level * bits
+            dig = (a >> shift) & (self.radix - 1)
+            cnt = _prefix((dig[None, :] == self.groups).to(torch.int64), dim=1)  # [radix, P + 1]
+            starts = _prefix(cnt[:, -1])[:-1]  # where each digit's group starts in the next order
+            cnt_flat = cnt.reshape(-1)
+            new = starts.index_select(0, dig) + cnt_flat.index_select(
+                0, dig * (p + 1) + self.ar[:-1]
+            )
+            na, nperm = torch.empty_like(a), torch.empty_like(perm)
+            na[new], nperm[new] = a, perm
+            self.levels.append((shift, dig, perm, cnt_flat, starts))
+            a, perm = na, nperm
 
     def walk(self, r: Tensor, bounds: Tensor, lazy: bool = False):
         """Navigate the queries once; returns what :meth:`sums` needs (for any weights).
@@ -273,16 +273,16 @@ class DominanceSums:
 
     def _steps(self, rr: Tensor, e: Tensor):
         s = torch.zeros_like(e)
-        for i in range(self.levels):
-            bit = ((rr >> (self.levels - 1 - i)) & 1).bool()
-            zeros = self.zb[i]
-            zse = zeros.index_select(0, torch.cat([s, e]))
-            zs, ze = zse[: s.numel()], zse[s.numel() :]
-            # the zero-bit entries of the range are [zs, ze) at the next level
-            yield bit.to(torch.float32), zse.to(torch.int32)  # stored: kept small
-            z = self.zlast[i]
-            s = torch.where(bit, s - zs + z, zs)
-            e = torch.where(bit, e - ze + z, ze)
+        n = e.numel()
+        for shift, _, _, cnt_flat, starts in self.levels:
+            d = (rr >> shift) & (self.radix - 1)
+            base = d * (self.p + 1)
+            se = torch.cat([base + s, base + e])
+            yield base, se  # entries of [s, e) with a digit < d: ranks below R
+            st = starts.index_select(0, d)
+            got = cnt_flat.index_select(0, se)
+            s = st + got[:n]
+            e = st + got[n:]
 
     def split(self, walked, parts: int):
         """Split a walk of ``parts`` query sets stacked along ``J`` into one walk per set."""
@@ -291,9 +291,9 @@ class DominanceSums:
         q = j * math.prod(jq[1:])
         n = math.prod(jq)
 
-        def part(i: int, bit: Tensor, zse: Tensor):
+        def part(i: int, base: Tensor, se: Tensor):
             lo, hi = i * q, (i + 1) * q
-            return bit[lo:hi], torch.cat([zse[lo:hi], zse[n + lo : n + hi]])
+            return base[lo:hi], torch.cat([se[lo:hi], se[n + lo : n + hi]])
 
         return [((j, *jq[1:]), [part(i, *st) for st in steps]) for i in range(parts)]
 
@@ -304,17 +304,19 @@ class DominanceSums:
             w (Tensor[M, P], float64).
         """
         jq, steps = walked
-        m = w.shape[0]
-        # prefix sums of the weights in each level's order, as rows [P + 1, M] (one row gather each)
+        m, p = w.shape[0], self.p
         wt = w.t().contiguous()
-        p = self.p
         out = w.new_zeros(math.prod(jq), m)
-        cw = w.new_zeros(p + 1, m)
-        for i, (bit, zse) in enumerate(steps):
-            torch.cumsum(wt.index_select(0, self.perms[i]), 0, out=cw[1:])
-            part = cw.index_select(0, zse)
-            half = part.shape[0] // 2
-            out.addcmul_(part[half:] - part[:half], bit[:, None])
+        for (_, dig, perm, _, _), (_, se) in zip(self.levels, steps):
+            wl = wt.index_select(0, perm)  # [P, M] weights in this level's order
+            # less[g]: prefix sums (over positions) of the weights of the entries with a digit < g
+            per_digit = (dig[None, :, None] == self.groups[:, :, None]) * wl[None]  # [radix, P, M]
+            less = w.new_zeros(self.radix, p + 1, m)
+            torch.cumsum(per_digit[:-1], 1, out=less[1:, 1:])
+            less[1:] = less[1:].cumsum(0)
+            got = less.reshape(-1, m).index_select(0, se)
+            half = got.shape[0] // 2
+            out.add_(got[half:] - got[:half])
         return out.t().reshape(m, *jq)
 
 
@@ -379,7 +381,7 @@ class PositiveSide:
         ry = torch.empty_like(y_order)
         ry[y_order] = torch.arange(p, device=y.device)
         y_asc = ys[y_order]
-        tree = DominanceSums(ry)
+        tree = DominanceSums(ry, bits=2 if self.valid is None else 1)  # capacity N: less memory
         delta = self.delta
         one = self.mask(torch.ones_like(self.v))
         inv = self.mask(1.0 - y)
