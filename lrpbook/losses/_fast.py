@@ -278,7 +278,9 @@ class DominanceSums:
             d = (rr >> shift) & (self.radix - 1)
             base = d * (self.p + 1)
             se = torch.cat([base + s, base + e])
-            yield base, se  # entries of [s, e) with a digit < d: ranks below R
+            yield se.to(
+                torch.int32
+            )  # entries of [s, e) with a digit < d: ranks below R (stored small)
             st = starts.index_select(0, d)
             got = cnt_flat.index_select(0, se)
             s = st + got[:n]
@@ -291,11 +293,11 @@ class DominanceSums:
         q = j * math.prod(jq[1:])
         n = math.prod(jq)
 
-        def part(i: int, base: Tensor, se: Tensor):
+        def part(i: int, se: Tensor) -> Tensor:
             lo, hi = i * q, (i + 1) * q
-            return base[lo:hi], torch.cat([se[lo:hi], se[n + lo : n + hi]])
+            return torch.cat([se[lo:hi], se[n + lo : n + hi]])
 
-        return [((j, *jq[1:]), [part(i, *st) for st in steps]) for i in range(parts)]
+        return [((j, *jq[1:]), [part(i, se) for se in steps]) for i in range(parts)]
 
     def sums(self, w: Tensor, walked) -> Tensor:
         """``out[m, j, q] = sum_{k: ry[k] < r[q], k < bounds[j, q]} w[m, k]`` (``walked`` from :meth:`walk`).
@@ -307,13 +309,13 @@ class DominanceSums:
         m, p = w.shape[0], self.p
         wt = w.t().contiguous()
         out = w.new_zeros(math.prod(jq), m)
-        for (_, dig, perm, _, _), (_, se) in zip(self.levels, steps):
+        for (_, dig, perm, _, _), se in zip(self.levels, steps):
             wl = wt.index_select(0, perm)  # [P, M] weights in this level's order
             # less[g]: prefix sums (over positions) of the weights of the entries with a digit < g
-            per_digit = (dig[None, :, None] == self.groups[:, :, None]) * wl[None]  # [radix, P, M]
             less = w.new_zeros(self.radix, p + 1, m)
-            torch.cumsum(per_digit[:-1], 1, out=less[1:, 1:])
-            less[1:] = less[1:].cumsum(0)
+            below = (dig[None, :, None] < self.groups[1:, :, None]) * wl[None]  # [radix - 1, P, M]
+            torch.cumsum(below, 1, out=less[1:, 1:])
+            del below
             got = less.reshape(-1, m).index_select(0, se)
             half = got.shape[0] // 2
             out.add_(got[half:] - got[:half])

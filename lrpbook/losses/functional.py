@@ -530,21 +530,24 @@ def rank_sort_loss(
         zero = _zero(logits, 2)
         return zero[0], zero[1]
     y = pp.mask(pp.gather(t).clamp_max(1.0))  # [Pc] IoU targets; rounding errors above 1 clamped
-    side = NegativeSide(x, neg, pp.v, pp.valid, delta)
-    nfp = side.nfp()
+    z = pp.z
+    # Sorting first (it needs the positives only), so that its memory and the negatives' do not add up
     pside = PositiveSide(pp.v, pp.valid, delta)
     rank_pos = pside.above()  # includes the self term H(0)
     safe_rank_pos = torch.where(rank_pos > 0, rank_pos, 1.0)
-    l_rank = pp.mask(nfp / (safe_rank_pos + nfp))
     l_sort = pp.mask(pside.above(1.0 - y) / safe_rank_pos)
-    z = pp.z
+    # Sorting target and update: 2-d dominance sums over (IoU, logit), O(P log P)
+    target, g_sort = pside.sorting(y, l_sort, rank_pos, z, eps)
+    del pside
+    side = NegativeSide(x, neg, pp.v, pp.valid, delta)
+    nfp = side.nfp()
+    l_rank = pp.mask(nfp / (safe_rank_pos + nfp))
     # Ranking update: -l_R(i)/Z on positive i, shared over negatives by H(x_ij) / N_FP(i).
     gate_r = nfp > eps
     w = torch.where(gate_r, l_rank / (nfp.clamp_min(1e-300) * z), 0.0)
     grad_rank = side.share(w, x.dtype)  # [N]
+    del side
     g_rank_pos = torch.where(gate_r, -l_rank / z, 0.0)
-    # Sorting target and update: 2-d dominance sums over (IoU, logit), O(P log^2 P)
-    target, g_sort = pside.sorting(y, l_sort, rank_pos, z, eps)
     values = torch.stack([l_rank.sum() / z, pp.mask(l_sort - target).sum() / z])
     out = _attach(logits, x, pp, values, [grad_rank], [g_rank_pos], [g_sort])
     return out[0], out[1]
