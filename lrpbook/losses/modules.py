@@ -124,20 +124,21 @@ class ALRPLoss(nn.Module):
         self.epoch_sums = moved.to(torch.float64) if moved.is_floating_point() else self.epoch_sums
         return self
 
-    def get_extra_state(self) -> dict:
-        """The running sums of the current epoch (saved in ``state_dict``)."""
-        return {"epoch_sums": self.epoch_sums.detach().clone()}
+    def get_extra_state(self) -> Tensor:
+        """The running sums of the current epoch (cls, loc, count; saved in ``state_dict``)."""
+        return self.epoch_sums.detach().clone()
 
-    def set_extra_state(self, state: dict) -> None:
+    def set_extra_state(self, state: Tensor | dict) -> None:
         """Restore the running sums saved by :meth:`get_extra_state`."""
-        self.epoch_sums = state["epoch_sums"].to(self.sb_weight.device, torch.float64).clone()
+        sums = state["epoch_sums"] if isinstance(state, dict) else state
+        self.epoch_sums = sums.to(self.sb_weight.device, torch.float64).clone()
 
     def _load_from_state_dict(
         self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any
     ) -> None:
         legacy = state_dict.pop(prefix + "epoch_sums", None)  # saved as a buffer before
         if legacy is not None and prefix + "_extra_state" not in state_dict:
-            state_dict[prefix + "_extra_state"] = {"epoch_sums": legacy}
+            state_dict[prefix + "_extra_state"] = legacy
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, logits: Tensor, targets: Tensor, loc_errors: Tensor) -> dict[str, Tensor]:
