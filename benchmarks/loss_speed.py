@@ -1,20 +1,27 @@
-"""Forward + backward time and peak memory of the ranking-based losses.
+"""Forward + backward time and peak memory of RS, aLRP and AP Loss against focal loss.
 
-Baselines in the same run: the loop implementations of the thesis algorithms
-(``lrpbook.losses.reference``, O(P·N) like the official code) and torchvision's ``sigmoid_focal_loss`` on the
-same logits. Sizes: 1e5, 1e6, 1e7 logits x P in {100, 1000, 3000} (``--quick``: 1e5 and 1e6 only).
+Two sizes (issue 14): 1e7 logits / 1,000 positives and 1e5 logits / 3,000 positives, on ONE CPU thread
+by default. Baselines measured in the same run: torchvision's ``sigmoid_focal_loss`` on the same logits
+(the ratios that count), and the loop implementations of the thesis algorithms
+(``lrpbook.losses.reference``: one iteration per positive, O(P·N) like the official code; on CUDA this
+is the straightforward GPU loop over positives).
 
-    MPLBACKEND=Agg python benchmarks/loss_speed.py [--quick] [--device cuda] [--loop-max 1e6]
+    MPLBACKEND=Agg python benchmarks/loss_speed.py [--quick] [--device cuda] [--threads 1]
 
-The loop baseline is measured up to ``--loop-max`` logits; above that its time is extrapolated linearly
-in N from the largest measured size (the loop is O(P·N)) and marked with '~'.
+Times are medians over interleaved rounds (focal, RS, AP, aLRP, focal, ...), so that a change of the
+machine's load hits every loss alike. On the CPU two clocks are shown: wall time and the thread's CPU
+time (less sensitive to other processes on a loaded machine). The loop baseline is measured on the
+first ``--loop-positives`` positives only (default: 100, or 1e8 / N where that is fewer, at least 5:
+100 at 1e5 logits, 10 at 1e7; all of them with ``--full-loop``) and scaled
+linearly to P (its cost is linear in P), marked ``~``.
 
 Peak memory is the extra memory one forward + backward needs: on CUDA ``torch.cuda.max_memory_allocated``
-above the level before the call; on CPU the peak resident set size (``/proc/self/statm``, sampled every
-0.2 ms by a thread, in a separate untimed call) above the level before the call. During that call glibc's
-mmap threshold is lowered to 64 KiB (``mallopt``) so that every tensor is mapped freshly and returned on
-free, after ``malloc_trim(0)`` (otherwise memory kept from earlier calls hides the peak); allocations that live less than
-~0.2 ms may still be missed, so small sizes under-report.
+above the level before the call; on the CPU the peak resident set size (``/proc/self/statm``, sampled
+every 0.2 ms by a thread, in a separate untimed call) above the level before the call. During that call
+glibc's mmap threshold is lowered to 64 KiB (``mallopt``) so that every tensor is mapped freshly and
+returned on free, after ``malloc_trim(0)`` (otherwise memory kept from earlier calls hides the peak);
+allocations that live less than ~0.2 ms may still be missed, so small sizes under-report (below 1e6
+logits the median of 5 such calls is shown).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
+import platform
 import statistics
 import threading
 import time
@@ -32,10 +40,14 @@ from torchvision.ops import sigmoid_focal_loss
 from lrpbook.losses import alrp_loss, ap_loss, rank_sort_loss
 from lrpbook.losses.reference import alrp_loss_loop, ap_loss_loop, rank_sort_loss_loop
 
+SIZES = [(10_000_000, 1_000), (100_000, 3_000)]
+QUICK_SIZES = [(1_000_000, 1_000), (100_000, 3_000)]
+
 
 def make_inputs(n: int, p: int, device: str, seed: int = 0):
+    """Detector-like logits: negatives N(-4.5, 1.5), positives N(-1.2, 1.6) with IoUs in (0.1, 1]."""
     g = torch.Generator().manual_seed(seed)
-    s = torch.randn(n, generator=g) * 1.5 - 4.5  # detector-like negatives
+    s = torch.randn(n, generator=g) * 1.5 - 4.5
     t = torch.zeros(n)
     idx = torch.randperm(n, generator=g)[:p]
     s[idx] = torch.randn(p, generator=g) * 1.6 - 1.2
@@ -43,12 +55,34 @@ def make_inputs(n: int, p: int, device: str, seed: int = 0):
     return s.to(device), t.to(device)
 
 
-def sync(device):
+def sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
 
 
-def peak_memory_mib(fn, device) -> float:
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+class _NoLibc:
+    """Stand-in where glibc is missing: the measurement is then less reliable."""
+
+    def mallopt(self, *args) -> int:
+        return 0
+
+    def malloc_trim(self, *args) -> int:
+        return 0
+
+
+def _libc():
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt, libc.malloc_trim  # noqa: B018 (both must exist)
+        return libc
+    except (OSError, AttributeError):
+        return _NoLibc()
+
+
+def peak_memory_mib(fn, device: str) -> float:
     """Extra memory (MiB) of one call of ``fn`` at its peak (see the module docstring)."""
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -84,113 +118,139 @@ def peak_memory_mib(fn, device) -> float:
     return max(0, max(peak[0], rss()) - base) / 2**20
 
 
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
-
-
-class _NoLibc:
-    """Stand-in where glibc is missing: the measurement is then less reliable."""
-
-    def mallopt(self, *args) -> int:
-        return 0
-
-    def malloc_trim(self, *args) -> int:
-        return 0
-
-
-def _libc():
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt, libc.malloc_trim  # noqa: B018 (both must exist)
-        return libc
-    except (OSError, AttributeError):
-        return _NoLibc()
-
-
-def timed(fn, device, repeats):
-    fn()  # warm-up
-    sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def interleaved(fns: dict, device: str, rounds: int) -> tuple[dict, dict]:
+    """Median wall and thread-CPU seconds of each function, run in interleaved rounds."""
+    for fn in fns.values():  # warm-up
         fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    sync(device)
+    wall = {k: [] for k in fns}
+    cpu = {k: [] for k in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            w0, c0 = time.perf_counter(), time.thread_time()
+            fn()
+            sync(device)
+            wall[name].append(time.perf_counter() - w0)
+            cpu[name].append(time.thread_time() - c0)
+    med = statistics.median
+    return {k: med(v) for k, v in wall.items()}, {k: med(v) for k, v in cpu.items()}
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--loop-max", type=float, default=1e6)
-    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    args = ap.parse_args(argv)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        print("Skipped: CUDA unavailable")
-        return
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    sizes = [int(1e5), int(1e6)] if args.quick else [int(1e5), int(1e6), int(1e7)]
-    ps = [100, 1000] if args.quick else [100, 1000, 3000]
-    print(
-        f"device {args.device}, {torch.get_num_threads()} threads; times are medians, forward+backward"
-    )
-    print(
-        f"{'loss':>5} {'N':>9} {'P':>5} {'loop s':>10} {'focal s':>9} {'lrpbook s':>10} "
-        f"{'vs loop':>9} {'vs focal':>9} {'MiB loop':>9} {'MiB focal':>9} {'MiB ours':>9}"
-    )
-    loop_cache: dict = {}
-    for n in sizes:
-        for p in ps:
-            bench_case(n, p, args, loop_cache)
+def loop_time(name: str, s, t, binary, e, p: int, keep: int, device: str) -> float:
+    """Seconds of the loop version, measured with the first ``keep`` positives, scaled to ``p``."""
+    pos = (t > 0).nonzero().squeeze(1)
+    drop = pos[keep:]
+    t2, b2 = t.clone(), binary.clone()
+    t2[drop] = -1  # ignored: the loop visits only the kept positives
+    b2[drop] = -1
+    fn = {
+        "rs": lambda: rank_sort_loss_loop(s, t2),
+        "ap": lambda: ap_loss_loop(s, b2),
+        "alrp": lambda: alrp_loss_loop(s, b2, e[:keep]),
+    }[name]
+    sync(device)
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    return (time.perf_counter() - start) * p / min(keep, p)
 
 
-def bench_case(n: int, p: int, args, loop_cache: dict) -> None:
-    """Time one (N, P) size for every loss and print its rows."""
-    s, t = make_inputs(n, p, args.device)
+def bench_case(n: int, p: int, args) -> list[dict]:
+    """Time one (N, P) size for focal loss and every ranking loss; returns one row per loss."""
+    dev = args.device
+    s, t = make_inputs(n, p, dev)
     binary = (t > 0).to(s.dtype)
-    e = torch.rand(p, device=args.device)
+    e = torch.rand(p, device=dev) * 2
 
     def focal():
         x = s.clone().requires_grad_(True)
         sigmoid_focal_loss(x, binary, reduction="sum").div(p).backward()
 
-    runs = {
-        "rs": (
-            lambda: sum(rank_sort_loss(s.clone().requires_grad_(True), t)).backward(),
-            lambda: rank_sort_loss_loop(s, t),
-        ),
-        "ap": (
-            lambda: ap_loss(s.clone().requires_grad_(True), binary).backward(),
-            lambda: ap_loss_loop(s, binary),
-        ),
-        "alrp": (
-            lambda: sum(
-                alrp_loss(s.clone().requires_grad_(True), binary, e.clone().requires_grad_(True))
-            ).backward(),
-            lambda: alrp_loss_loop(s, binary, e),
-        ),
+    def rs():
+        x = s.clone().requires_grad_(True)
+        sum(rank_sort_loss(x, t)).backward()
+
+    def ap():
+        x = s.clone().requires_grad_(True)
+        ap_loss(x, binary).backward()
+
+    def alrp():
+        x = s.clone().requires_grad_(True)
+        sum(alrp_loss(x, binary, e.clone().requires_grad_(True))).backward()
+
+    fns = {"focal": focal, "rs": rs, "ap": ap, "alrp": alrp}
+    rounds = args.rounds or (3 if n >= 5_000_000 else 15)
+    wall, cpu = interleaved(fns, dev, rounds)
+    reps = 1 if n >= 1_000_000 else 5  # small sizes: the RSS sampling is noisy, take a median
+    mem = {
+        k: statistics.median(peak_memory_mib(fn, dev) for _ in range(reps)) for k, fn in fns.items()
     }
-    reps = 3 if n <= 1e6 else 1
-    t_focal = timed(focal, args.device, reps)
-    m_focal = peak_memory_mib(focal, args.device)
-    for name, (fast, loop) in runs.items():
-        t_fast = timed(fast, args.device, reps)
-        m_fast = peak_memory_mib(fast, args.device)
-        if n <= args.loop_max:
-            t_loop = timed(loop, args.device, 1)
-            m_loop = f"{peak_memory_mib(loop, args.device):9.1f}"
-            loop_cache[(name, p)] = (n, t_loop)
-            mark = " "
-        else:
-            n0, t0 = loop_cache[(name, p)]
-            t_loop = t0 * n / n0
-            m_loop, mark = f"{'-':>9}", "~"
-        print(
-            f"{name:>5} {n:>9.0e} {p:>5} {mark}{t_loop:>9.3f} {t_focal:>9.4f} {t_fast:>10.4f} "
-            f"{t_loop / t_fast:>8.1f}x {t_fast / t_focal:>8.2f}x {m_loop} {m_focal:9.1f} {m_fast:9.1f}",
-            flush=True,
+    keep = p if args.full_loop else args.loop_positives or max(5, min(100, 10**8 // n))
+    rows = []
+    for name in ("focal", "rs", "ap", "alrp"):
+        loop = None if name == "focal" else loop_time(name, s, t, binary, e, p, keep, dev)
+        rows.append(
+            dict(
+                loss=name,
+                n=n,
+                p=p,
+                wall=wall[name],
+                cpu=cpu[name],
+                mem=mem[name],
+                loop=loop,
+                loop_scaled=keep < p,
+                r_wall=wall[name] / wall["focal"],
+                r_cpu=cpu[name] / cpu["focal"],
+                r_mem=mem[name] / max(mem["focal"], 1e-9),
+            )  # fmt: skip
         )
+    return rows
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="1e6 / 1,000 instead of 1e7 / 1,000")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    ap.add_argument(
+        "--rounds", type=int, default=0, help="timed rounds (default 3 at 1e7, 15 else)"
+    )
+    ap.add_argument(
+        "--loop-positives", type=int, default=0, help="default: 100, or 1e8 / N if fewer"
+    )
+    ap.add_argument("--full-loop", action="store_true", help="run the loop over every positive")
+    args = ap.parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("Skipped: CUDA unavailable (run with --device cuda on a machine with a GPU)")
+        return
+    torch.set_num_threads(args.threads)
+    where = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor()
+    print(
+        f"device {args.device} ({where or platform.machine()}), {torch.get_num_threads()} thread(s), "
+        f"torch {torch.__version__}; load average before: {os.getloadavg()[0]:.2f}"
+    )
+    print(
+        "forward + backward, medians of interleaved rounds; ratios against focal loss of the same run"
+    )
+    head = (
+        f"{'loss':>5} {'N':>8} {'P':>5} {'wall ms':>9} {'cpu ms':>9} {'x focal':>8} {'cpu x':>7} "
+        f"{'MiB':>8} {'mem x':>6} {'loop s':>9} {'vs loop':>8}"
+    )
+    print(head)
+    sizes = QUICK_SIZES if args.quick else SIZES
+    for n, p in sizes:
+        for r in bench_case(n, p, args):
+            loop = (
+                "" if r["loop"] is None else f"{'~' if r['loop_scaled'] else ' '}{r['loop']:8.2f}"
+            )
+            vs = "" if r["loop"] is None else f"{r['loop'] / r['wall']:7.0f}x"
+            print(
+                f"{r['loss']:>5} {n:>8.0e} {p:>5} {r['wall'] * 1e3:9.2f} {r['cpu'] * 1e3:9.2f} "
+                f"{r['r_wall']:7.2f}x {r['r_cpu']:6.2f}x {r['mem']:8.1f} {r['r_mem']:5.2f}x "
+                f"{loop:>9} {vs:>8}",
+                flush=True,
+            )
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

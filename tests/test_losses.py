@@ -19,7 +19,12 @@ from lrpbook.losses import (
     value_balance,
 )
 from lrpbook.losses._fast import count_le
-from lrpbook.losses.reference import alrp_loss_loop, ap_loss_loop, rank_sort_loss_loop
+from lrpbook.losses.reference import (
+    alrp_loss_loop,
+    ap_loss_loop,
+    rank_sort_loss_loop,
+    smoothed_step,
+)
 
 
 def _rel(got, ref):
@@ -259,22 +264,33 @@ def test_integer_logits_are_rejected():
         ap_loss(torch.zeros(3, dtype=torch.int64), torch.zeros(3))
 
 
-def test_identity_update_from_primary_terms_matches_ap_loss():
-    """The dense primary-term form of the framework gives the same AP update as ap_loss."""
+@pytest.mark.parametrize("delta", [1.0, 0.5, 0.0])
+def test_identity_update_from_primary_terms_matches_ap_loss(delta):
+    """The dense primary-term form of the framework gives the same AP update as ap_loss.
+
+    The self term of rank+ is replaced by exactly 1: H(0) is 1/2 for delta > 0 but 1 for the hard
+    step (delta = 0), so hard-coding 0.5 would be wrong there.
+    """
     s, t = _random_case(5, n=60, p=6, ignored=0)
+    if delta == 0:
+        s[:3] = s[3]  # exact ties, where H(0) matters
     binary = torch.where(t > 0, torch.ones_like(t), t)
     pos = torch.nonzero(binary == 1).flatten()
     neg = binary == 0
-    H = torch.clamp((s[None, :] - s[pos, None]) / 2 + 0.5, 0, 1) * neg[None, :]
-    rank_pos = 1 + torch.clamp((s[pos][None, :] - s[pos][:, None]) / 2 + 0.5, 0, 1).sum(1) - 0.5
+    H = smoothed_step(s[None, :] - s[pos, None], delta) * neg[None, :]
+    h0 = smoothed_step(torch.zeros((), dtype=s.dtype), delta)
+    assert h0.item() == (1.0 if delta == 0 else 0.5)
+    rank_pos = 1 + smoothed_step(s[pos][None, :] - s[pos][:, None], delta).sum(1) - h0
     prec = rank_pos / (rank_pos + H.sum(1))
     prec_int = torch.stack([prec[s[pos] <= s[i]].max() for i in pos])
     primary = (1 - prec_int)[:, None] * H / H.sum(1, keepdim=True).clamp_min(1e-300)
-    _, grad = identity_update_from_primary_terms(primary, pos, len(pos))
+    loss_pt, grad = identity_update_from_primary_terms(primary, pos, len(pos))
     logits = s.clone().requires_grad_(True)
-    ap_loss(logits, binary).backward()
+    loss = ap_loss(logits, binary, delta)
+    loss.backward()
     # AP's own term -(1 - prec_int)/Z equals the primary terms given away when N_FP > 0
     torch.testing.assert_close(logits.grad, grad, rtol=1e-10, atol=1e-14)
+    torch.testing.assert_close(loss.double(), (1 - prec_int).mean(), rtol=1e-12, atol=1e-14)
 
 
 def test_self_balance_weight_follows_the_epoch_ratio_and_resumes():
@@ -375,3 +391,302 @@ def test_docstring_examples(module):
     mod = importlib.import_module(f"lrpbook.losses.{module}")
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("delta", [0.5, 0.0])
+@pytest.mark.parametrize("p", [1, 2, 7, 64, 300])
+def test_rs_sorting_terms_equal_the_loop_for_many_sizes(p, delta):
+    """The O(P log P) dominance sums of the sorting terms, at sizes around powers of two, with ties."""
+    g = torch.Generator().manual_seed(p)
+    n = 4 * p + 20
+    s = torch.randn(n, generator=g, dtype=torch.float64)
+    t = torch.zeros(n, dtype=torch.float64)
+    idx = torch.randperm(n, generator=g)[:p]
+    t[idx] = (torch.rand(p, generator=g, dtype=torch.float64) * 8).ceil() / 8  # tied IoUs
+    s[idx[: p // 3]] = 0.25  # tied logits
+    logits = s.clone().requires_grad_(True)
+    rank, sort = rank_sort_loss(logits, t, delta)
+    (rank + sort).backward()
+    r_ref, gr, s_ref, gs = rank_sort_loss_loop(s, t, delta)
+    tol = dict(rtol=1e-10, atol=1e-13)
+    torch.testing.assert_close(torch.stack([rank, sort]), torch.stack([r_ref, s_ref]), **tol)
+    torch.testing.assert_close(logits.grad, gr + gs, **tol)
+
+
+def _forbid_syncs(monkeypatch):
+    """Make every host-device synchronisation (and the CPU-only shortcuts) raise."""
+    import lrpbook.losses._fast as fast
+    import lrpbook.losses.functional as functional
+
+    device_path = lambda device: True  # noqa: E731 (the code path taken on CUDA)
+    monkeypatch.setattr(fast, "sync_free", device_path)
+    monkeypatch.setattr(functional, "sync_free", device_path)
+
+    def forbidden(name):
+        def call(*args, **kwargs):
+            raise AssertionError(f"host-device synchronisation: {name}")
+
+        return call
+
+    for name in ("item", "cpu", "tolist", "numpy", "nonzero", "__bool__", "__int__", "__float__"):
+        monkeypatch.setattr(torch.Tensor, name, forbidden(f"Tensor.{name}"))
+    for name in ("nonzero", "bincount", "unique", "masked_select"):
+        monkeypatch.setattr(torch, name, forbidden(f"torch.{name}"))
+
+
+def _all_losses(s, t, delta, check_values=None):
+    binary = torch.where(t > 0, torch.ones_like(t), t)
+    out = []
+    x = s.clone().requires_grad_(True)
+    r, so = rank_sort_loss(x, t, delta, check_values=check_values)
+    (r + 2 * so).backward()
+    out += [r.detach(), so.detach(), x.grad]
+    x = s.clone().requires_grad_(True)
+    loss = ap_loss(x, binary, delta, check_values=check_values)
+    loss.backward()
+    out += [loss.detach(), x.grad]
+    p = int((binary == 1).sum())
+    e = torch.rand(p, dtype=s.dtype, generator=torch.Generator().manual_seed(0)) * 2
+    e.requires_grad_(True)
+    x = s.clone().requires_grad_(True)
+    c, lo = alrp_loss(x, binary, e, delta, check_values=check_values)
+    (c + lo).backward()
+    return out + [c.detach(), lo.detach(), x.grad, e.grad]
+
+
+@pytest.mark.parametrize("delta", [0.5, 1.0, 0.0])
+@pytest.mark.parametrize("seed, ties, dtype", [(0, False, torch.float64), (1, True, torch.float32)])
+def test_device_code_path_makes_no_host_sync_and_equals_the_cpu_path(
+    monkeypatch, seed, ties, dtype, delta
+):
+    """The CUDA code path (forced on the CPU) never calls .item()/.cpu()/nonzero/...; same numbers."""
+    s, t = _random_case(seed, ties=ties, dtype=dtype, shape=(40, 10))
+    expected = _all_losses(s, t, delta)
+    n_pos = int((t > 0).sum())
+    with monkeypatch.context() as m:
+        _forbid_syncs(m)
+        binary = torch.where(t > 0, torch.ones_like(t), t)
+        got = []
+        x = s.clone().requires_grad_(True)
+        r, so = rank_sort_loss(x, t, delta)
+        (r + 2 * so).backward()
+        got += [r.detach(), so.detach(), x.grad]
+        x = s.clone().requires_grad_(True)
+        loss = ap_loss(x, binary, delta)
+        loss.backward()
+        got += [loss.detach(), x.grad]
+        e = torch.rand(n_pos, dtype=s.dtype, generator=torch.Generator().manual_seed(0)) * 2
+        e.requires_grad_(True)
+        x = s.clone().requires_grad_(True)
+        c, lo = alrp_loss(x, binary, e, delta)
+        (c + lo).backward()
+        got += [c.detach(), lo.detach(), x.grad, e.grad]
+        crit = ALRPLoss()
+        crit(s.clone().requires_grad_(True), binary, e.detach())[
+            "loss"
+        ].backward()  # the running sums: no sync either
+        RankSortLoss()(s.clone().requires_grad_(True), t, e.detach().sum())["loss"].backward()
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, rtol=1e-9 if dtype == torch.float64 else 1e-5, atol=1e-12)
+
+
+def test_device_code_path_without_positives_gives_zero(monkeypatch):
+    s = torch.randn(30, dtype=torch.float64)
+    t = torch.zeros(30, dtype=torch.float64)
+    with monkeypatch.context() as m:
+        _forbid_syncs(m)
+        x = s.clone().requires_grad_(True)
+        r, so = rank_sort_loss(x, t)
+        a = ap_loss(x, t)
+        c, lo = alrp_loss(x, t, torch.zeros(0, dtype=torch.float64, requires_grad=True))
+        (r + so + a + c + lo).backward()
+    assert [v.detach().abs().sum() for v in (r, so, a, c, lo, x.grad)] == [0] * 6
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA unavailable")
+def test_cuda_losses_make_no_host_sync():
+    s, t = _random_case(9, n=5000, p=100)
+    s, t = s.cuda(), t.cuda()
+    _all_losses(s, t, 0.5)  # warm-up (lazy CUDA initialisation may synchronise)
+    torch.cuda.synchronize()
+    binary = torch.where(t > 0, torch.ones_like(t), t)
+    e = torch.rand(100, device="cuda", dtype=s.dtype, requires_grad=True)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        x = s.clone().requires_grad_(True)
+        r, so = rank_sort_loss(x, t)
+        a = ap_loss(x, binary)
+        c, lo = alrp_loss(x, binary, e)
+        (r + so + a + c + lo).backward()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+
+
+def test_bad_entries_are_reported_by_their_index_in_the_tensor_shape():
+    s = torch.zeros(4, 5)
+    s[2, 3] = float("nan")
+    t = torch.zeros(4, 5)
+    t[0, 0] = 1.0
+    with pytest.raises(ValueError, match=r"entry \(2, 3\) is nan"):
+        rank_sort_loss(s, t)
+    s[2, 3] = 0.0
+    t[3, 1] = 0.5
+    with pytest.raises(ValueError, match=r"entry \(3, 1\) is 0.5"):
+        ap_loss(s, t)
+    t[3, 1] = 1.5
+    with pytest.raises(ValueError, match=r"entry \(3, 1\) is 1.5"):
+        rank_sort_loss(s, t)
+    with pytest.raises(ValueError, match=r"`loc_errors` must be finite; entry 0 is inf"):
+        alrp_loss(s, (t == 1).float(), torch.tensor([float("inf")]))
+
+
+def test_iou_targets_a_rounding_error_above_one_are_accepted_and_clamped():
+    from lrpbook.losses.functional import IOU_TOLERANCE
+
+    s, t = _random_case(12, dtype=torch.float32)
+    pos = torch.nonzero(t > 0).flatten()
+    t[pos[:5]] = 1.0
+    over = t.clone()
+    over[pos[:5]] = torch.nextafter(torch.tensor(1.0), torch.tensor(2.0))  # 1.0000001 (float32)
+    assert 1.0 < over[pos[0]].item() <= 1 + IOU_TOLERANCE
+    x1, x2 = s.clone().requires_grad_(True), s.clone().requires_grad_(True)
+    a = rank_sort_loss(x1, t)
+    b = rank_sort_loss(x2, over)  # accepted, taken as exactly 1
+    sum(a).backward()
+    sum(b).backward()
+    torch.testing.assert_close(torch.stack(b), torch.stack(a), rtol=0, atol=0)
+    torch.testing.assert_close(x2.grad, x1.grad, rtol=0, atol=0)
+    over[pos[0]] = 1 + 10 * IOU_TOLERANCE
+    with pytest.raises(ValueError, match="at most|IoU in"):
+        rank_sort_loss(s, over)
+
+
+def test_integer_class_index_targets_get_a_message_that_says_how_to_build_iou_targets():
+    logits = torch.zeros(6, 3)
+    labels = torch.tensor([0, 2, 1, 0, 0, 1])
+    for call in (
+        lambda: rank_sort_loss(logits, labels),
+        lambda: ap_loss(logits, labels),
+        lambda: RankSortLoss()(logits, labels),
+    ):
+        with pytest.raises(ValueError, match=r"class indices.*torch.zeros\(N, C\).*= iou"):
+            call()
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_rank_sort_loss_module_checks_the_other_losses_like_the_logits(bad):
+    s, t = _random_case(4)
+    box = torch.tensor(0.3, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"`other_losses\[1\]` must be finite"):
+        RankSortLoss()(s, t, box, torch.tensor(bad, dtype=torch.float64))
+    with pytest.raises(ValueError, match="scalar"):
+        RankSortLoss()(s, t, torch.ones(3))
+    out = RankSortLoss(check_values=False)(s, t, box)  # checks can be switched off
+    assert torch.isfinite(out["loss"])
+
+
+def test_check_values_false_skips_value_checks_and_true_forces_them():
+    s = torch.tensor([0.0, 1.0])
+    t = torch.tensor([1.0, 0.7])  # 0.7 is not a binary target
+    with pytest.raises(ValueError):
+        ap_loss(s, t, check_values=True)
+    ap_loss(s, t, check_values=False)  # the caller vouches for the values
+
+
+def test_alrp_self_balance_state_dict_keeps_the_running_sums_and_loads_old_checkpoints():
+    s, t = _random_case(3, n=200, p=10, ignored=0)
+    binary = torch.where(t > 0, torch.ones_like(t), t)
+    e = torch.full((10,), 0.4, dtype=torch.float64)
+    crit = ALRPLoss()
+    out = crit(s, binary, e)
+    assert "sb_weight" in dict(crit.named_buffers()) and "epoch_sums" not in dict(
+        crit.named_buffers()
+    )
+    state = crit.state_dict()
+    clone = ALRPLoss()
+    clone.load_state_dict(state)
+    torch.testing.assert_close(clone.epoch_sums, crit.epoch_sums)
+    expected = (out["cls"].item() + out["loc"].item()) / out["loc"].item()
+    assert clone.end_epoch() == pytest.approx(expected)
+    legacy = {
+        "sb_weight": torch.tensor(7.0, dtype=torch.float64),
+        "epoch_sums": crit.epoch_sums.clone(),
+    }
+    old = ALRPLoss()
+    old.load_state_dict(legacy)
+    assert old.sb_weight.item() == 7.0 and old.end_epoch() == pytest.approx(expected)
+
+
+_DDP_SCRIPT = """
+import os, sys, torch, torch.distributed as dist, torch.multiprocessing as mp
+from torch import nn
+from lrpbook.losses import ALRPLoss
+
+def batches():
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for _ in range(8):
+        s = torch.randn(300, generator=g, dtype=torch.float64) - 1
+        t = torch.zeros(300, dtype=torch.float64)
+        p = int(torch.randint(5, 30, (1,), generator=g))
+        t[torch.randperm(300, generator=g)[:p]] = 1
+        out.append((s, t, torch.rand(p, generator=g, dtype=torch.float64)))
+    return out
+
+class Head(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones((), dtype=torch.float64))
+        self.crit = ALRPLoss()
+    def forward(self, s, t, e):
+        return self.crit(s * self.scale, t, e)["loss"]
+
+def run(rank, world, path):
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", sys.argv[2]
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    model = nn.parallel.DistributedDataParallel(Head(), broadcast_buffers=True)
+    for i, (s, t, e) in enumerate(batches()):
+        if i % world == rank:
+            model(s, t, e).backward()
+    w = model.module.crit.end_epoch()
+    with open(f"{path}.{rank}", "w") as f:
+        f.write(repr(w))
+    dist.destroy_process_group()
+
+if __name__ == "__main__":
+    single = ALRPLoss()
+    for s, t, e in batches():
+        single(s, t, e)
+    with open(sys.argv[1] + ".single", "w") as f:
+        f.write(repr(single.end_epoch()))
+    mp.spawn(run, args=(2, sys.argv[1]), nprocs=2)
+"""
+
+
+def test_alrp_self_balance_under_ddp_equals_the_single_process_weight(tmp_path):
+    """2 gloo processes, broadcast_buffers=True: each rank's epoch sums count (all-reduced)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "ddp_alrp.py"
+    script.write_text(_DDP_SCRIPT)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]), OMP_NUM_THREADS="1")
+    out = tmp_path / "w"
+    proc = subprocess.run(
+        [sys.executable, str(script), str(out), port],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    single = float((tmp_path / "w.single").read_text())
+    ranks = [float((tmp_path / f"w.{r}").read_text()) for r in (0, 1)]
+    assert single != 50.0
+    assert ranks == [pytest.approx(single, rel=1e-12)] * 2

@@ -1,31 +1,37 @@
-"""The identity update: optimising ranking-based losses through their primary terms (thesis Ch 6).
+r"""The identity update: optimising ranking-based losses through their primary terms (thesis Ch 6).
 
-A ranking-based loss (thesis Eq. (6.17)) is written as a sum of *primary terms* over pairs,
-
-.. math::
-
-    \\mathcal{L} = \\frac{1}{Z} \\sum_{i \\in \\mathcal{P}} \\sum_{j} L_{ij},
-    \\qquad L_{ij} = \\big(\\ell(i) - \\ell^*(i)\\big)\\, p(j \\mid i),
-
-where :math:`\\ell(i)` is the error on positive :math:`i`, :math:`\\ell^*(i)` its target and
-:math:`p(j \\mid i)` distributes it over the examples :math:`j` that cause it. The loss is piecewise
-constant in the logits, so backpropagation alone gives zero gradients. The *identity update*
-(thesis Eq. (6.18)) uses instead the error-driven update of the difference transforms
-:math:`x_{ij} = \\hat s_j - \\hat s_i`, :math:`\\Delta x_{ij} = -L_{ij}`, and chains it through
-:math:`\\partial x_{ij} / \\partial \\hat s_i = -1`, :math:`\\partial x_{ij} / \\partial \\hat s_j = 1`:
+A ranking-based loss (thesis Eq. (6.17)) is :math:`\mathcal{L} = \frac{1}{Z}\sum_i (\ell(i) - \ell^*(i))`,
+the error :math:`\ell(i)` of each example against its target :math:`\ell^*(i)`. The *primary terms*
+(thesis Eq. (6.18)) distribute that error over the examples :math:`j` that cause it,
 
 .. math::
 
-    \\frac{\\partial \\mathcal{L}}{\\partial \\hat s_i}
-    = \\frac{1}{Z}\\Big(\\sum_j L_{ji} - \\sum_j L_{ij}\\Big).
+    L_{ij} = \big(\ell(i) - \ell^*(i)\big)\, p(j \mid i),
+    \qquad \mathcal{L} = \frac{1}{Z} \sum_{i} \sum_{j} L_{ij}
+    \quad \text{(thesis Theorem 1, Eq. (6.22))},
+
+where :math:`p(j \mid i)` is a probability mass function. The loss is piecewise constant in the
+logits, so backpropagation alone gives zero gradients. The primary terms have the target
+:math:`L^*_{ij} = 0`, so the error-driven update of the difference transform
+:math:`x_{ij} = \hat s_j - \hat s_i` is the primary term itself,
+:math:`\Delta x_{ij} = -(L^*_{ij} - L_{ij}) = L_{ij}` (thesis Eq. (6.23)); chained through
+:math:`\partial x_{ij} / \partial \hat s_i = -1` and :math:`\partial x_{ij} / \partial \hat s_j = 1`
+it gives the *identity update* (thesis Eq. (6.24), Algorithm 3):
+
+.. math::
+
+    \frac{\partial \mathcal{L}}{\partial \hat s_i}
+    = \frac{1}{Z}\Big(\sum_j L_{ji} - \sum_j L_{ij}\Big).
 
 Since every :math:`L_{ij}` is added to one example and subtracted from another, the update sums to
-zero: positives and negatives receive updates of equal total magnitude (thesis Theorem 2, App I).
+zero: positives and negatives receive updates of equal total (thesis Theorem 2, Eq. (6.25), proved in
+Sec. 6.2). When, as for AP, aLRP and RS Loss, the errors are computed only on positives, the stricter
+Eq. (6.37) holds: the sums of the absolute updates of positives and of negatives are equal.
 
 This module gives the framework in two forms: :func:`identity_update_from_primary_terms` for a dense
 matrix of primary terms (clear, O(P·M) memory; used for teaching and tests), and :class:`IdentityUpdate`,
-the autograd Function every loss of :mod:`lrpbook.losses` uses to attach a precomputed update to a loss
-value.
+the autograd Function that attaches a precomputed update to a loss value (the losses of
+:mod:`lrpbook.losses` use a private variant of it that stores the sorting update on the positives only).
 
 Taught in: chapter "Identity update".
 """
@@ -86,7 +92,15 @@ def identity_update(logits: Tensor, values: Tensor, updates: Tensor) -> Tensor:
 def identity_update_from_primary_terms(
     primary: Tensor, pos_index: Tensor, z: float
 ) -> tuple[Tensor, Tensor]:
-    """Loss value and identity-update gradient from a dense matrix of primary terms (thesis Eq. (6.18)).
+    r"""Loss value and identity-update gradient from a dense matrix of primary terms (thesis Eq. (6.24)).
+
+    .. math::
+
+        \mathcal{L} = \frac{1}{Z}\sum_{i}\sum_{j} L_{ij},\qquad
+        \frac{\partial \mathcal{L}}{\partial \hat s_i} = \frac{1}{Z}\Big(\sum_j L_{ji} - \sum_j L_{ij}\Big)
+
+    (thesis Theorem 1 / Eq. (6.22) and the identity update, Eq. (6.24), with
+    :math:`\Delta x_{ij} = L_{ij}`, Eq. (6.23); primary terms as in Eq. (6.18)).
 
     Args:
         primary (Tensor[P, M], float): ``primary[p, j] = L_ij`` for the p-th positive ``i`` and every

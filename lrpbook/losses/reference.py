@@ -38,7 +38,7 @@ def _setup(logits: Tensor, targets: Tensor, positive: Tensor, delta: float):
 
 
 def ap_loss_loop(logits: Tensor, targets: Tensor, delta: float = 1.0) -> tuple[Tensor, Tensor]:
-    """AP Loss and its identity update by a loop over positives (Algorithm of thesis Sec. 6.2).
+    """AP Loss and its identity update by a loop over positives (thesis Algorithm 3, Sec. 6.3).
 
     Returns:
         ``(loss, grad)``: a scalar and the update vector (Tensor[n], float64, flat order).
@@ -50,7 +50,7 @@ def ap_loss_loop(logits: Tensor, targets: Tensor, delta: float = 1.0) -> tuple[T
     if len(pos_idx) == 0:
         return s.new_zeros(()), grad
     z = len(pos_idx)
-    prec = torch.zeros(z, dtype=torch.float64)
+    prec = s.new_zeros(z)
     for p, i in enumerate(pos_idx):
         h_pos = smoothed_step(s[pos_idx] - s[i], delta)
         rank_pos = 1 + h_pos.sum() - h_pos[p]  # the positive itself counts exactly 1
@@ -73,7 +73,7 @@ def ap_loss_loop(logits: Tensor, targets: Tensor, delta: float = 1.0) -> tuple[T
 def alrp_loss_loop(
     logits: Tensor, targets: Tensor, loc_errors: Tensor, delta: float = 1.0, eps: float = 1e-5
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """aLRP Loss by a loop over positives (thesis Algorithm 3 and Sec. 7.3).
+    """aLRP Loss by a loop over positives (thesis Algorithm 3 with the update of Eq. (7.7), Sec. 7.3).
 
     Returns:
         ``(cls_loss, cls_grad, loc_loss, loc_grad)``: ``cls_grad`` is the update w.r.t. the logits
@@ -88,7 +88,7 @@ def alrp_loss_loop(
     z = len(pos_idx)
     if z == 0:
         return s.new_zeros(()), grad, s.new_zeros(()), e.clone()
-    rank = torch.zeros(z, dtype=torch.float64)
+    rank = s.new_zeros(z)
     cls = 0.0
     for p, i in enumerate(pos_idx):
         h_pos = smoothed_step(s[pos_idx] - s[i], delta)
@@ -102,20 +102,24 @@ def alrp_loss_loop(
             grad[i] -= g
             grad[neg_idx] += g * h / nfp
     order = sorted(range(z), key=lambda p: -s[pos_idx[p]].item())  # descending logit, stable
-    loc, running, loc_grad = 0.0, 0.0, torch.zeros(z, dtype=torch.float64)
+    loc, running, loc_grad = 0.0, 0.0, s.new_zeros(z)
     for p in order:  # from the top: each positive's running sum of e_loc over those at or above it
         running += e[p]
         loc += running / rank[p] / z
     # d loc / d e_q = sum over positives at or below q of 1 / (rank z): a suffix sum in that order
-    inv = torch.tensor([1 / (rank[p].item() * z) for p in order], dtype=torch.float64)
-    loc_grad[torch.tensor(order)] = torch.flip(torch.cumsum(torch.flip(inv, [0]), 0), [0])
+    inv = torch.tensor(
+        [1 / (rank[p].item() * z) for p in order], dtype=torch.float64, device=s.device
+    )
+    loc_grad[torch.tensor(order, device=s.device)] = torch.flip(
+        torch.cumsum(torch.flip(inv, [0]), 0), [0]
+    )
     return torch.as_tensor(cls), grad, torch.as_tensor(loc), loc_grad
 
 
 def rank_sort_loss_loop(
     logits: Tensor, targets: Tensor, delta: float = 0.5, eps: float = 1e-10
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """RS Loss by a loop over positives (thesis Algorithm 4).
+    """RS Loss by a loop over positives (thesis Algorithm 3 with the primary terms of Eqs. (8.5)–(8.6)).
 
     Returns:
         ``(ranking_loss, ranking_grad, sorting_loss, sorting_grad)``, updates as Tensor[n] float64.
