@@ -131,3 +131,33 @@ def test_console_process_skips_scipy_blas_and_gives_the_same_numbers(tmp_path):
 
     assert "scipy.linalg.cython_blas" not in _sys.modules or _sys.modules[
         "scipy.linalg.cython_blas"] is not None  # fmt: skip
+
+
+@pytest.mark.parametrize("big", [False, True])
+def test_order_by_key_score_is_lexsorts_permutation(big):
+    import numpy as np
+
+    from lrpbook.metrics._common import _order_by_key_score
+
+    rng = np.random.default_rng(3)
+    n = 5000
+    scores = rng.choice([0.1, 0.5, 0.5, 0.9, -0.0, 0.0], n) if not big else rng.random(n)
+    img = rng.integers(0, 70000 if big else 50, n)
+    cat = rng.integers(0, 7, n)
+    want = np.lexsort((-scores, cat * (img.max() + 1) + img))
+    assert np.array_equal(_order_by_key_score(scores, img, cat), want)
+
+
+@pytest.mark.parametrize("presorted", [True, False])
+def test_order_by_class_score_is_lexsorts_permutation(presorted):
+    import numpy as np
+
+    from lrpbook.metrics._common import _order_by_class_score
+
+    rng = np.random.default_rng(4)
+    cat = rng.integers(0, 9, 3000)
+    cat = np.sort(cat) if presorted else cat
+    scores = rng.choice([0.2, 0.3, 0.3, 0.7], 3000)
+    got = _order_by_class_score(cat, scores)
+    assert got.dtype == np.int64
+    assert np.array_equal(got, np.lexsort((-scores, cat)))

@@ -17,7 +17,7 @@ from lrpbook.metrics import _match
 __all__ = [
     "_column", "_isin_sorted", "_unique_sorted", "_mean_valid", "_mean_present", "_groups",
     "_gt_counts", "_accumulate", "_float_array", "_check_finite", "_ids", "_unique_ids",
-    "_numbers",
+    "_numbers", "_order_by_key_score",
 ]  # fmt: skip
 
 
@@ -100,7 +100,7 @@ def _accumulate(dcat: np.ndarray, scores: np.ndarray, rank: np.ndarray, matched:
     """
     n_cat, n_a = npig.shape
     n_t, n_r, n_m = len(iou_thrs), len(rec_thrs), len(max_dets)
-    order = np.lexsort((-scores, dcat)).astype(np.int64)
+    order = _order_by_class_score(dcat, scores)
     cls_start = np.searchsorted(dcat[order], np.arange(n_cat + 1), side="left").astype(np.int64)
     out = {
         "precision": -np.ones((n_t, n_r, n_cat, n_a, n_m)),
@@ -116,6 +116,45 @@ def _accumulate(dcat: np.ndarray, scores: np.ndarray, rank: np.ndarray, matched:
                                   float(iou_thrs[0]), out["precision"], out["recall"],
                                   out["scores"], out["olrp"])  # fmt: skip
     return out
+
+
+def _small_int_key(key: np.ndarray) -> np.ndarray:
+    """``key`` as uint16 when its values fit (numpy's stable sort is then a radix sort)."""
+    if len(key) and 0 <= key.min() and key.max() < 2**16:
+        return key.astype(np.uint16)
+    return key
+
+
+def _order_by_key_score(scores: np.ndarray, *keys: np.ndarray) -> np.ndarray:
+    """``np.lexsort((-scores, *keys))``, the same permutation, faster.
+
+    One stable sort of ``-scores``, then a stable sort per integer key (minor to major: the last
+    key is the primary one), each a radix sort when the key fits in 16 bits. Stable sorts compose
+    exactly as ``np.lexsort`` does, so ties keep the input order.
+    """
+    order = np.argsort(-scores, kind="stable")
+    for key in keys:
+        order = order[np.argsort(_small_int_key(key[order]), kind="stable")]
+    return order.astype(np.int64, copy=False)
+
+
+def _order_by_class_score(dcat: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """``np.lexsort((-scores, dcat))`` as int64: by class, then descending score, stable.
+
+    When ``dcat`` is already sorted (the evaluators pass it so), each class is a contiguous run,
+    and a stable sort of the scores inside each run is the same permutation, at a fraction of the
+    cost (the runs are short, and made of per-image runs already in descending order).
+    """
+    n = len(dcat)
+    if n == 0 or not bool(np.all(dcat[1:] >= dcat[:-1])):
+        return np.lexsort((-scores, dcat)).astype(np.int64)
+    neg = -scores
+    cuts = np.r_[0, np.flatnonzero(dcat[1:] != dcat[:-1]) + 1, n]
+    order = np.empty(n, dtype=np.int64)
+    for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist()):
+        order[a:b] = np.argsort(neg[a:b], kind="stable")
+        order[a:b] += a
+    return order
 
 
 def _float_array(values: list, what: str, kind: str, key: str, width: int | None = None):

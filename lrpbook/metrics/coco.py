@@ -29,6 +29,7 @@ from lrpbook.metrics._common import (
     _isin_sorted,
     _mean_present,
     _mean_valid,
+    _order_by_key_score,
     _unique_ids,
 )
 from lrpbook.metrics._io import (
@@ -724,7 +725,7 @@ def _evaluate_parsed(g: dict, d: dict, iou_type: str, *, progress: bool, what: s
     # detections sorted by (class, image, -score), ties in input order; top maxDet per group
     di = np.flatnonzero(d["keep"])
     dkey = d["cat"][di] * n_img + d["img"][di]
-    o = np.lexsort((-d["score"][di], dkey))
+    o = _order_by_key_score(d["score"][di], d["img"][di], d["cat"][di])  # = lexsort by dkey
     di, dkey = di[o], dkey[o]
     if len(di):
         start = np.r_[0, np.flatnonzero(np.diff(dkey)) + 1]
