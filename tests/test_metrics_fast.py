@@ -121,9 +121,10 @@ def test_console_process_skips_scipy_blas_and_gives_the_same_numbers(tmp_path):
         "import sys\nfrom lrpbook.metrics.cli import console_main\n"
         f"sys.argv = ['lrpbook-eval', 'coco', {str(g)!r}, {str(d)!r}, '--out', {str(o)!r}]\n"
         "try:\n    console_main()\nfinally:\n"
-        "    print('blas', sys.modules.get('scipy.linalg.cython_blas') is not None)"
+        "    print('blas', sys.modules.get('scipy.linalg.cython_blas') is not None)\n"
+        "    print('skipped', [m for m in ('scipy', 'cffi', 'yaml') if sys.modules.get(m)])"
     )
-    assert out.splitlines()[-1] == "blas False"
+    assert out.splitlines()[-2:] == ["blas False", "skipped []"]
     from lrpbook.metrics import evaluate
 
     assert json.loads(o.read_text())["stats"]["oLRP"] == evaluate(gt, dt).stats["oLRP"]

@@ -195,10 +195,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-#: Modules that the ``lrpbook-eval`` process keeps numba from importing: when it first loads a
-#: compiled kernel, numba loads SciPy's BLAS/LAPACK wrappers (about 0.2 s of CPU) for its
-#: linear-algebra support, which the evaluator's kernels never use.
-_NOT_IN_CLI = ("scipy.linalg.cython_blas", "scipy.linalg.cython_lapack")
+#: Modules that the ``lrpbook-eval`` process keeps numba from importing, none of which the
+#: evaluator's kernels use: SciPy (numba imports it at start-up only to check its version, and
+#: its BLAS/LAPACK wrappers when it first loads a compiled kernel: about 0.2 s of CPU) and cffi
+#: (numba's typing of cffi functions builds a C parser: about 10 ms).
+_NOT_IN_CLI = ("scipy", "scipy.linalg.cython_blas", "scipy.linalg.cython_lapack", "cffi")
 
 
 def console_main() -> int:
@@ -206,13 +207,17 @@ def console_main() -> int:
     process of its own, started without the imports that the evaluator does not need.
 
     Only the command-line process is changed this way (no user code runs in it); calling
-    :func:`main` from Python changes nothing.
+    :func:`main` from Python changes nothing. PyYAML, which numba imports to read a
+    ``.numba_config.yaml``, is kept out too unless the working folder has such a file.
 
     Returns:
         int: the exit status of :func:`main`.
     """
     if "numba.np.arraymath" not in sys.modules:  # no kernel loaded yet in this process
-        for name in _NOT_IN_CLI:
+        import os
+
+        skip = _NOT_IN_CLI + (() if os.path.isfile(".numba_config.yaml") else ("yaml",))
+        for name in skip:
             sys.modules.setdefault(name, None)  # type: ignore[assignment]
     return main()
 
