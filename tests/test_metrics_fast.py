@@ -162,3 +162,19 @@ def test_order_by_class_score_is_lexsorts_permutation(presorted):
     got = _order_by_class_score(cat, scores)
     assert got.dtype == np.int64
     assert np.array_equal(got, np.lexsort((-scores, cat)))
+
+
+@pytest.mark.parametrize("ids", [[3, 5, 9, 2000], [-4, 0, 7], [10**9, 10**9 + 5], []])
+def test_locate_sorted_is_searchsorted_and_isin(ids):
+    import numpy as np
+
+    from lrpbook.metrics._common import _isin_sorted, _locate_sorted
+
+    u = np.asarray(ids, dtype=np.int64)
+    rng = np.random.default_rng(5)
+    pool = np.r_[u, [-7, 0, 1, 4, 6, 2001, 10**9 + 1, 10**12]].astype(np.int64)
+    values = rng.choice(pool, 2000)
+    pos, found = _locate_sorted(values, u)
+    assert pos.dtype == np.searchsorted(u, values).dtype
+    assert np.array_equal(pos, np.searchsorted(u, values))
+    assert np.array_equal(found, _isin_sorted(values, u))

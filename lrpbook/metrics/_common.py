@@ -17,7 +17,7 @@ from lrpbook.metrics import _match
 __all__ = [
     "_column", "_isin_sorted", "_unique_sorted", "_mean_valid", "_mean_present", "_groups",
     "_gt_counts", "_accumulate", "_float_array", "_check_finite", "_ids", "_unique_ids",
-    "_numbers", "_order_by_key_score",
+    "_numbers", "_order_by_key_score", "_locate_sorted",
 ]  # fmt: skip
 
 
@@ -42,6 +42,30 @@ def _isin_sorted(values: np.ndarray, sorted_unique: np.ndarray) -> np.ndarray:
     pos = np.searchsorted(sorted_unique, values)
     pos = np.minimum(pos, len(sorted_unique) - 1)
     return sorted_unique[pos] == values
+
+
+def _locate_sorted(values: np.ndarray, sorted_unique: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(np.searchsorted(sorted_unique, values), _isin_sorted(values, sorted_unique))`` at once.
+
+    Ids are usually small non-negative integers; a lookup table then replaces the two binary
+    searches (the values not found, if any, get their ``searchsorted`` position all the same).
+    """
+    n = len(sorted_unique)
+    if n == 0 or len(values) == 0:
+        return np.searchsorted(sorted_unique, values), _isin_sorted(values, sorted_unique)
+    lo, hi = int(sorted_unique[0]), int(sorted_unique[-1])
+    if lo < 0 or hi >= max(4 * n, 1 << 20) or values.dtype.kind not in "iu":
+        pos = np.searchsorted(sorted_unique, values)
+        return pos, sorted_unique[np.minimum(pos, n - 1)] == values
+    lut = np.full(hi + 1, -1, dtype=np.int64)
+    lut[sorted_unique] = np.arange(n)
+    inside = (values >= 0) & (values <= hi)
+    pos = lut[np.where(inside, values, 0)]
+    found = inside & (pos >= 0)
+    if not found.all():
+        miss = ~found
+        pos[miss] = np.searchsorted(sorted_unique, values[miss])
+    return pos, found
 
 
 def _unique_sorted(a: np.ndarray) -> np.ndarray:
