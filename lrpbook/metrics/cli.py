@@ -197,9 +197,12 @@ def main(argv: list[str] | None = None) -> int:
 
 #: Modules that the ``lrpbook-eval`` process keeps numba from importing, none of which the
 #: evaluator's kernels use: SciPy (numba imports it at start-up only to check its version, and
-#: its BLAS/LAPACK wrappers when it first loads a compiled kernel: about 0.2 s of CPU) and cffi
-#: (numba's typing of cffi functions builds a C parser: about 10 ms).
-_NOT_IN_CLI = ("scipy", "scipy.linalg.cython_blas", "scipy.linalg.cython_lapack", "cffi")
+#: its BLAS/LAPACK wrappers when it first loads a compiled kernel: about 0.2 s of CPU), cffi
+#: (numba's typing of cffi functions builds a C parser: about 10 ms) and coverage.py (numba's
+#: line-coverage hook: about 40 ms; a process started under coverage has it already and keeps it).
+_NOT_IN_CLI = (
+    "scipy", "scipy.linalg.cython_blas", "scipy.linalg.cython_lapack", "cffi", "coverage",
+)  # fmt: skip
 
 
 def console_main() -> int:
