@@ -180,7 +180,7 @@ def test_locate_sorted_is_searchsorted_and_isin(ids):
     assert np.array_equal(found, _isin_sorted(values, u))
 
 
-def test_cli_process_without_a_bar_imports_neither_asyncio_nor_coverage(tmp_path):
+def test_cli_process_imports_neither_asyncio_nor_coverage_nor_multiprocessing(tmp_path):
     gt = {"images": [{"id": 1}], "categories": [{"id": 1}],
           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 9, 9],
                            "area": 81}]}  # fmt: skip
@@ -190,10 +190,10 @@ def test_cli_process_without_a_bar_imports_neither_asyncio_nor_coverage(tmp_path
                               "score": 0.5}]))  # fmt: skip
     out = _fresh(
         "import sys\nfrom lrpbook.metrics.cli import console_main\n"
-        "pre = {m for m in ('asyncio', 'coverage') if m in sys.modules}  # e.g. pytest-cov\n"
+        "pre = {m for m in ('asyncio', 'coverage', 'multiprocessing') if m in sys.modules}\n"
         f"sys.argv = ['lrpbook-eval', 'coco', {str(g)!r}, {str(d)!r}, '--no-progress']\n"
         "rc = console_main()\n"
-        "print(rc, [m for m in ('asyncio', 'coverage', 'tqdm.auto')\n"
+        "print(rc, [m for m in ('asyncio', 'coverage', 'multiprocessing', 'tqdm.auto')\n"
         "           if sys.modules.get(m) and m not in pre])"
     )
     assert out.splitlines()[-1] == "0 []"

@@ -200,8 +200,11 @@ def main(argv: list[str] | None = None) -> int:
 #: its BLAS/LAPACK wrappers when it first loads a compiled kernel: about 0.2 s of CPU), cffi
 #: (numba's typing of cffi functions builds a C parser: about 10 ms) and coverage.py (numba's
 #: line-coverage hook: about 40 ms; a process started under coverage has it already and keeps it).
+#: Also multiprocessing, which tqdm imports for a cross-process lock (about 20 ms; without it
+#: tqdm uses its thread lock alone) and numba only for its parallel back-ends.
 _NOT_IN_CLI = (
     "scipy", "scipy.linalg.cython_blas", "scipy.linalg.cython_lapack", "cffi", "coverage",
+    "multiprocessing",
 )  # fmt: skip
 
 
