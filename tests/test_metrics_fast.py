@@ -197,3 +197,18 @@ def test_cli_process_imports_neither_asyncio_nor_coverage_nor_multiprocessing(tm
         "           if sys.modules.get(m) and m not in pre])"
     )
     assert out.splitlines()[-1] == "0 []"
+
+
+@pytest.mark.parametrize("run", [3, 2000])
+def test_order_by_key_score_short_and_long_runs(run):
+    import numpy as np
+
+    from lrpbook.metrics._common import _order_by_key_score
+
+    rng = np.random.default_rng(6)
+    n = 4000
+    img = rng.integers(0, n // run + 1, n)
+    cat = rng.integers(0, 2, n)
+    scores = rng.choice([0.25, 0.5, 0.75, -0.0, 0.0, 1e-300], n)
+    want = np.lexsort((-scores, cat * (img.max() + 1) + img))
+    assert np.array_equal(_order_by_key_score(scores, img, cat), want)

@@ -142,6 +142,10 @@ def _accumulate(dcat: np.ndarray, scores: np.ndarray, rank: np.ndarray, matched:
     return out
 
 
+#: Runs of equal keys up to this length are sorted by score with an insertion sort.
+_SHORT_RUN = 256
+
+
 def _small_int_key(key: np.ndarray) -> np.ndarray:
     """``key`` as uint16 when its values fit (numpy's stable sort is then a radix sort)."""
     if len(key) and 0 <= key.min() and key.max() < 2**16:
@@ -156,7 +160,23 @@ def _order_by_key_score(scores: np.ndarray, *keys: np.ndarray) -> np.ndarray:
     key is the primary one), each a radix sort when the key fits in 16 bits. Stable sorts compose
     exactly as ``np.lexsort`` does, so ties keep the input order.
     """
-    order = np.argsort(-scores, kind="stable")
+    neg = -scores
+    if len(keys) and len(neg):
+        # sort by the keys first (radix sorts), then each run of equal keys by score, when the
+        # runs are short (typically (class, image) groups: a few dozen detections)
+        order = np.arange(len(neg), dtype=np.int64)
+        for key in keys:
+            order = order[np.argsort(_small_int_key(key[order]), kind="stable")]
+        same = np.ones(len(neg), dtype=bool)  # same keys as the previous position
+        same[0] = False
+        for key in keys:
+            k = key[order]
+            same[1:] &= k[1:] == k[:-1]
+        starts = np.r_[np.flatnonzero(~same), len(neg)].astype(np.int64)
+        if int(np.diff(starts).max()) <= _SHORT_RUN:
+            _match.sort_runs_by_score(order, np.ascontiguousarray(neg), starts)
+            return order
+    order = np.argsort(neg, kind="stable")
     for key in keys:
         order = order[np.argsort(_small_int_key(key[order]), kind="stable")]
     return order.astype(np.int64, copy=False)

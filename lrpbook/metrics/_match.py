@@ -51,7 +51,10 @@ def _ensure_writable_cache() -> None:
 
 _ensure_writable_cache()
 
-__all__ = ["box_iou_groups", "greedy_match_groups", "accumulate_classes", "pair_offsets"]
+__all__ = [
+    "box_iou_groups", "greedy_match_groups", "accumulate_classes", "pair_offsets",
+    "sort_runs_by_score",
+]  # fmt: skip
 
 _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
 
@@ -61,6 +64,26 @@ def pair_offsets(n_dt: np.ndarray, n_gt: np.ndarray) -> np.ndarray:
     off = np.zeros(len(n_dt) + 1, dtype=np.int64)
     np.cumsum(n_dt.astype(np.int64) * n_gt.astype(np.int64), out=off[1:])
     return off
+
+
+@nb.njit(**_JIT)
+def sort_runs_by_score(order, neg_scores, starts):  # pragma: no cover
+    """Stable insertion sort of ``order[starts[r]:starts[r + 1]]`` by ascending ``neg_scores``.
+
+    For short runs only (the caller checks their length): the result is the stable sort's, the
+    permutation that ``np.argsort(..., kind="stable")`` gives.
+    """
+    for r in range(starts.shape[0] - 1):
+        a = starts[r]
+        b = starts[r + 1]
+        for i in range(a + 1, b):
+            x = order[i]
+            v = neg_scores[x]
+            j = i - 1
+            while j >= a and neg_scores[order[j]] > v:
+                order[j + 1] = order[j]
+                j -= 1
+            order[j + 1] = x
 
 
 @nb.njit(**_JIT)
