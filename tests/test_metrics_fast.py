@@ -212,3 +212,23 @@ def test_order_by_key_score_short_and_long_runs(run):
     scores = rng.choice([0.25, 0.5, 0.75, -0.0, 0.0, 1e-300], n)
     want = np.lexsort((-scores, cat * (img.max() + 1) + img))
     assert np.array_equal(_order_by_key_score(scores, img, cat), want)
+
+
+@pytest.mark.parametrize("preset", [None, "2"])
+def test_cli_process_starts_openblas_single_threaded_unless_told(tmp_path, preset):
+    gt = {"images": [{"id": 1}], "categories": [{"id": 1}],
+          "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 9, 9],
+                           "area": 81}]}  # fmt: skip
+    g, d = tmp_path / "g.json", tmp_path / "d.json"
+    g.write_text(json.dumps(gt))
+    d.write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 9, 8],
+                              "score": 0.5}]))  # fmt: skip
+    setup = "" if preset is None else f"import os; os.environ['OPENBLAS_NUM_THREADS'] = {preset!r}\n"
+    out = _fresh(
+        setup + "import os, sys\nfrom lrpbook.metrics.cli import console_main\n"
+        "pre = 'numpy' in sys.modules\n"
+        f"sys.argv = ['lrpbook-eval', 'coco', {str(g)!r}, {str(d)!r}]\n"
+        "rc = console_main()\n"
+        "print(rc, pre, os.environ.get('OPENBLAS_NUM_THREADS'))"
+    )
+    assert out.splitlines()[-1] == f"0 False {preset or '1'}"

@@ -28,8 +28,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from lrpbook.metrics._io import check_outputs, nan_to_none, write_atomic
-
 __all__ = ["main", "console_main"]
 
 PROG = "lrpbook-eval"
@@ -122,6 +120,8 @@ def _run_lvis(args: argparse.Namespace) -> tuple[str, dict, Any]:
     )
     out = {"stats": dict(res.stats),
            "per_class": [{k: r[k] for k in keys if k in r} for r in res.per_class]}  # fmt: skip
+    from lrpbook.metrics._io import nan_to_none
+
     return text, nan_to_none(out), res
 
 
@@ -173,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         args.progress = sys.stderr.isatty()
     runner = {"coco": _run_coco, "lvis": _run_lvis, "panoptic": _run_panoptic,
               "apply-thresholds": _run_apply}[args.command]  # fmt: skip
+    # imported here (numpy with it), so that console_main can set up the process first
+    from lrpbook.metrics._io import check_outputs, write_atomic
+
     try:
         check_outputs(_inputs(args), _outputs(args))
         with warnings.catch_warnings(record=True) as caught:
@@ -214,14 +217,18 @@ def console_main() -> int:
 
     Only the command-line process is changed this way (no user code runs in it); calling
     :func:`main` from Python changes nothing. PyYAML, which numba imports to read a
-    ``.numba_config.yaml``, is kept out too unless the working folder has such a file.
+    ``.numba_config.yaml``, is kept out too unless the working folder has such a file. OpenBLAS
+    runs single-threaded (``OPENBLAS_NUM_THREADS=1`` unless set): the evaluator calls no BLAS
+    routine, and starting OpenBLAS' thread pool when numpy is imported costs about 0.1 s of CPU.
 
     Returns:
         int: the exit status of :func:`main`.
     """
-    if "numba.np.arraymath" not in sys.modules:  # no kernel loaded yet in this process
-        import os
+    import os
 
+    if "numpy" not in sys.modules:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    if "numba.np.arraymath" not in sys.modules:  # no kernel loaded yet in this process
         skip = _NOT_IN_CLI + (() if os.path.isfile(".numba_config.yaml") else ("yaml",))
         for name in skip:
             sys.modules.setdefault(name, None)  # type: ignore[assignment]
