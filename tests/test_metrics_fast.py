@@ -121,9 +121,10 @@ def test_console_process_skips_scipy_blas_and_gives_the_same_numbers(tmp_path):
         "import sys\nfrom lrpbook.metrics.cli import console_main\n"
         f"sys.argv = ['lrpbook-eval', 'coco', {str(g)!r}, {str(d)!r}, '--out', {str(o)!r}]\n"
         "try:\n    console_main()\nfinally:\n"
-        "    print('blas', sys.modules.get('scipy.linalg.cython_blas') is not None)"
+        "    print('blas', sys.modules.get('scipy.linalg.cython_blas') is not None)\n"
+        "    print('skipped', [m for m in ('scipy', 'cffi', 'yaml') if sys.modules.get(m)])"
     )
-    assert out.splitlines()[-1] == "blas False"
+    assert out.splitlines()[-2:] == ["blas False", "skipped []"]
     from lrpbook.metrics import evaluate
 
     assert json.loads(o.read_text())["stats"]["oLRP"] == evaluate(gt, dt).stats["oLRP"]
@@ -131,3 +132,103 @@ def test_console_process_skips_scipy_blas_and_gives_the_same_numbers(tmp_path):
 
     assert "scipy.linalg.cython_blas" not in _sys.modules or _sys.modules[
         "scipy.linalg.cython_blas"] is not None  # fmt: skip
+
+
+@pytest.mark.parametrize("big", [False, True])
+def test_order_by_key_score_is_lexsorts_permutation(big):
+    import numpy as np
+
+    from lrpbook.metrics._common import _order_by_key_score
+
+    rng = np.random.default_rng(3)
+    n = 5000
+    scores = rng.choice([0.1, 0.5, 0.5, 0.9, -0.0, 0.0], n) if not big else rng.random(n)
+    img = rng.integers(0, 70000 if big else 50, n)
+    cat = rng.integers(0, 7, n)
+    want = np.lexsort((-scores, cat * (img.max() + 1) + img))
+    assert np.array_equal(_order_by_key_score(scores, img, cat), want)
+
+
+@pytest.mark.parametrize("presorted", [True, False])
+def test_order_by_class_score_is_lexsorts_permutation(presorted):
+    import numpy as np
+
+    from lrpbook.metrics._common import _order_by_class_score
+
+    rng = np.random.default_rng(4)
+    cat = rng.integers(0, 9, 3000)
+    cat = np.sort(cat) if presorted else cat
+    scores = rng.choice([0.2, 0.3, 0.3, 0.7], 3000)
+    got = _order_by_class_score(cat, scores)
+    assert got.dtype == np.int64
+    assert np.array_equal(got, np.lexsort((-scores, cat)))
+
+
+@pytest.mark.parametrize("ids", [[3, 5, 9, 2000], [-4, 0, 7], [10**9, 10**9 + 5], []])
+def test_locate_sorted_is_searchsorted_and_isin(ids):
+    import numpy as np
+
+    from lrpbook.metrics._common import _isin_sorted, _locate_sorted
+
+    u = np.asarray(ids, dtype=np.int64)
+    rng = np.random.default_rng(5)
+    pool = np.r_[u, [-7, 0, 1, 4, 6, 2001, 10**9 + 1, 10**12]].astype(np.int64)
+    values = rng.choice(pool, 2000)
+    pos, found = _locate_sorted(values, u)
+    assert pos.dtype == np.searchsorted(u, values).dtype
+    assert np.array_equal(pos, np.searchsorted(u, values))
+    assert np.array_equal(found, _isin_sorted(values, u))
+
+
+def test_cli_process_imports_neither_asyncio_nor_coverage_nor_multiprocessing(tmp_path):
+    gt = {"images": [{"id": 1}], "categories": [{"id": 1}],
+          "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 9, 9],
+                           "area": 81}]}  # fmt: skip
+    g, d = tmp_path / "g.json", tmp_path / "d.json"
+    g.write_text(json.dumps(gt))
+    d.write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 9, 8],
+                              "score": 0.5}]))  # fmt: skip
+    out = _fresh(
+        "import sys\nfrom lrpbook.metrics.cli import console_main\n"
+        "pre = {m for m in ('asyncio', 'coverage', 'multiprocessing') if m in sys.modules}\n"
+        f"sys.argv = ['lrpbook-eval', 'coco', {str(g)!r}, {str(d)!r}, '--no-progress']\n"
+        "rc = console_main()\n"
+        "print(rc, [m for m in ('asyncio', 'coverage', 'multiprocessing', 'tqdm.auto')\n"
+        "           if sys.modules.get(m) and m not in pre])"
+    )
+    assert out.splitlines()[-1] == "0 []"
+
+
+@pytest.mark.parametrize("run", [3, 2000])
+def test_order_by_key_score_short_and_long_runs(run):
+    import numpy as np
+
+    from lrpbook.metrics._common import _order_by_key_score
+
+    rng = np.random.default_rng(6)
+    n = 4000
+    img = rng.integers(0, n // run + 1, n)
+    cat = rng.integers(0, 2, n)
+    scores = rng.choice([0.25, 0.5, 0.75, -0.0, 0.0, 1e-300], n)
+    want = np.lexsort((-scores, cat * (img.max() + 1) + img))
+    assert np.array_equal(_order_by_key_score(scores, img, cat), want)
+
+
+@pytest.mark.parametrize("preset", [None, "2"])
+def test_cli_process_starts_openblas_single_threaded_unless_told(tmp_path, preset):
+    gt = {"images": [{"id": 1}], "categories": [{"id": 1}],
+          "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 9, 9],
+                           "area": 81}]}  # fmt: skip
+    g, d = tmp_path / "g.json", tmp_path / "d.json"
+    g.write_text(json.dumps(gt))
+    d.write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 9, 8],
+                              "score": 0.5}]))  # fmt: skip
+    setup = "" if preset is None else f"import os; os.environ['OPENBLAS_NUM_THREADS'] = {preset!r}\n"
+    out = _fresh(
+        setup + "import os, sys\nfrom lrpbook.metrics.cli import console_main\n"
+        "pre = 'numpy' in sys.modules\n"
+        f"sys.argv = ['lrpbook-eval', 'coco', {str(g)!r}, {str(d)!r}]\n"
+        "rc = console_main()\n"
+        "print(rc, pre, os.environ.get('OPENBLAS_NUM_THREADS'))"
+    )
+    assert out.splitlines()[-1] == f"0 False {preset or '1'}"

@@ -16,22 +16,34 @@
 Taught in: chapter "LRP Error".
 """
 
-from lrpbook.metrics.coco import STATS_KEYS, EvalResult, evaluate
-from lrpbook.metrics.cocoeval import COCOeval
-from lrpbook.metrics.lrp import (
-    LRPComponents,
-    OptimalLRP,
-    greedy_match,
-    lrp_curve,
-    lrp_error,
-    molrp,
-    optimal_lrp,
-    pq_components,
-    weighted_lrp,
-)
-from lrpbook.metrics.lvis import LVIS_OFFICIAL_KEYS, LVIS_STATS_KEYS, LVISResult, evaluate_lvis
-from lrpbook.metrics.panoptic import PanopticResult, evaluate_panoptic
-from lrpbook.metrics.thresholds import apply_thresholds, load_thresholds, save_thresholds
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names below are imported on first access (see __getattr__)
+    from lrpbook.metrics.coco import STATS_KEYS, EvalResult, evaluate
+    from lrpbook.metrics.cocoeval import COCOeval
+    from lrpbook.metrics.lrp import (
+        LRPComponents,
+        OptimalLRP,
+        greedy_match,
+        lrp_curve,
+        lrp_error,
+        molrp,
+        optimal_lrp,
+        pq_components,
+        weighted_lrp,
+    )
+    from lrpbook.metrics.lvis import (
+        LVIS_OFFICIAL_KEYS,
+        LVIS_STATS_KEYS,
+        LVISResult,
+        evaluate_lvis,
+    )
+    from lrpbook.metrics.panoptic import PanopticResult, evaluate_panoptic
+    from lrpbook.metrics.streaming import LRPMetric
+    from lrpbook.metrics.thresholds import apply_thresholds, load_thresholds, save_thresholds
 
 __all__ = [
     "STATS_KEYS",
@@ -60,15 +72,31 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    """Import the torch-based streaming metric only when it is first used."""
-    if name == "LRPMetric":
-        from lrpbook.metrics.streaming import LRPMetric
+#: The submodule that defines each public name. Nothing is imported until a name is first used,
+#: so that ``lrpbook-eval`` can start numba on its own terms (see :mod:`lrpbook.metrics.cli`), and
+#: ``LRPMetric`` (torch) is never imported by the evaluator.
+_HOME = {
+    "STATS_KEYS": "coco", "EvalResult": "coco", "evaluate": "coco", "COCOeval": "cocoeval",
+    "LRPComponents": "lrp", "OptimalLRP": "lrp", "lrp_error": "lrp", "weighted_lrp": "lrp",
+    "pq_components": "lrp", "greedy_match": "lrp", "lrp_curve": "lrp", "optimal_lrp": "lrp",
+    "molrp": "lrp", "evaluate_lvis": "lvis", "LVISResult": "lvis", "LVIS_STATS_KEYS": "lvis",
+    "LVIS_OFFICIAL_KEYS": "lvis", "evaluate_panoptic": "panoptic",
+    "PanopticResult": "panoptic", "LRPMetric": "streaming", "apply_thresholds": "thresholds",
+    "save_thresholds": "thresholds", "load_thresholds": "thresholds",
+}  # fmt: skip
+_SUBMODULES = ("coco", "cocoeval", "lrp", "lvis", "panoptic", "streaming", "thresholds", "cli")
 
-        globals()["LRPMetric"] = LRPMetric
-        return LRPMetric
+
+def __getattr__(name: str) -> Any:
+    """Import a public name (or a submodule) when it is first used."""
+    if name in _HOME:
+        value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | {"LRPMetric"})
+    return sorted(set(globals()) | set(_HOME) | set(_SUBMODULES))

@@ -17,7 +17,7 @@ from lrpbook.metrics import _match
 __all__ = [
     "_column", "_isin_sorted", "_unique_sorted", "_mean_valid", "_mean_present", "_groups",
     "_gt_counts", "_accumulate", "_float_array", "_check_finite", "_ids", "_unique_ids",
-    "_numbers",
+    "_numbers", "_order_by_key_score", "_locate_sorted",
 ]  # fmt: skip
 
 
@@ -42,6 +42,30 @@ def _isin_sorted(values: np.ndarray, sorted_unique: np.ndarray) -> np.ndarray:
     pos = np.searchsorted(sorted_unique, values)
     pos = np.minimum(pos, len(sorted_unique) - 1)
     return sorted_unique[pos] == values
+
+
+def _locate_sorted(values: np.ndarray, sorted_unique: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(np.searchsorted(sorted_unique, values), _isin_sorted(values, sorted_unique))`` at once.
+
+    Ids are usually small non-negative integers; a lookup table then replaces the two binary
+    searches (the values not found, if any, get their ``searchsorted`` position all the same).
+    """
+    n = len(sorted_unique)
+    if n == 0 or len(values) == 0:
+        return np.searchsorted(sorted_unique, values), _isin_sorted(values, sorted_unique)
+    lo, hi = int(sorted_unique[0]), int(sorted_unique[-1])
+    if lo < 0 or hi >= max(4 * n, 1 << 20) or values.dtype.kind not in "iu":
+        pos = np.searchsorted(sorted_unique, values)
+        return pos, sorted_unique[np.minimum(pos, n - 1)] == values
+    lut = np.full(hi + 1, -1, dtype=np.int64)
+    lut[sorted_unique] = np.arange(n)
+    inside = (values >= 0) & (values <= hi)
+    pos = lut[np.where(inside, values, 0)]
+    found = inside & (pos >= 0)
+    if not found.all():
+        miss = ~found
+        pos[miss] = np.searchsorted(sorted_unique, values[miss])
+    return pos, found
 
 
 def _unique_sorted(a: np.ndarray) -> np.ndarray:
@@ -100,7 +124,7 @@ def _accumulate(dcat: np.ndarray, scores: np.ndarray, rank: np.ndarray, matched:
     """
     n_cat, n_a = npig.shape
     n_t, n_r, n_m = len(iou_thrs), len(rec_thrs), len(max_dets)
-    order = np.lexsort((-scores, dcat)).astype(np.int64)
+    order = _order_by_class_score(dcat, scores)
     cls_start = np.searchsorted(dcat[order], np.arange(n_cat + 1), side="left").astype(np.int64)
     out = {
         "precision": -np.ones((n_t, n_r, n_cat, n_a, n_m)),
@@ -116,6 +140,65 @@ def _accumulate(dcat: np.ndarray, scores: np.ndarray, rank: np.ndarray, matched:
                                   float(iou_thrs[0]), out["precision"], out["recall"],
                                   out["scores"], out["olrp"])  # fmt: skip
     return out
+
+
+#: Runs of equal keys up to this length are sorted by score with an insertion sort.
+_SHORT_RUN = 256
+
+
+def _small_int_key(key: np.ndarray) -> np.ndarray:
+    """``key`` as uint16 when its values fit (numpy's stable sort is then a radix sort)."""
+    if len(key) and 0 <= key.min() and key.max() < 2**16:
+        return key.astype(np.uint16)
+    return key
+
+
+def _order_by_key_score(scores: np.ndarray, *keys: np.ndarray) -> np.ndarray:
+    """``np.lexsort((-scores, *keys))``, the same permutation, faster.
+
+    One stable sort of ``-scores``, then a stable sort per integer key (minor to major: the last
+    key is the primary one), each a radix sort when the key fits in 16 bits. Stable sorts compose
+    exactly as ``np.lexsort`` does, so ties keep the input order.
+    """
+    neg = -scores
+    if len(keys) and len(neg):
+        # sort by the keys first (radix sorts), then each run of equal keys by score, when the
+        # runs are short (typically (class, image) groups: a few dozen detections)
+        order = np.arange(len(neg), dtype=np.int64)
+        for key in keys:
+            order = order[np.argsort(_small_int_key(key[order]), kind="stable")]
+        same = np.ones(len(neg), dtype=bool)  # same keys as the previous position
+        same[0] = False
+        for key in keys:
+            k = key[order]
+            same[1:] &= k[1:] == k[:-1]
+        starts = np.r_[np.flatnonzero(~same), len(neg)].astype(np.int64)
+        if int(np.diff(starts).max()) <= _SHORT_RUN:
+            _match.sort_runs_by_score(order, np.ascontiguousarray(neg), starts)
+            return order
+    order = np.argsort(neg, kind="stable")
+    for key in keys:
+        order = order[np.argsort(_small_int_key(key[order]), kind="stable")]
+    return order.astype(np.int64, copy=False)
+
+
+def _order_by_class_score(dcat: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """``np.lexsort((-scores, dcat))`` as int64: by class, then descending score, stable.
+
+    When ``dcat`` is already sorted (the evaluators pass it so), each class is a contiguous run,
+    and a stable sort of the scores inside each run is the same permutation, at a fraction of the
+    cost (the runs are short, and made of per-image runs already in descending order).
+    """
+    n = len(dcat)
+    if n == 0 or not bool(np.all(dcat[1:] >= dcat[:-1])):
+        return np.lexsort((-scores, dcat)).astype(np.int64)
+    neg = -scores
+    cuts = np.r_[0, np.flatnonzero(dcat[1:] != dcat[:-1]) + 1, n]
+    order = np.empty(n, dtype=np.int64)
+    for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist()):
+        order[a:b] = np.argsort(neg[a:b], kind="stable")
+        order[a:b] += a
+    return order
 
 
 def _float_array(values: list, what: str, kind: str, key: str, width: int | None = None):

@@ -51,7 +51,10 @@ def _ensure_writable_cache() -> None:
 
 _ensure_writable_cache()
 
-__all__ = ["box_iou_groups", "greedy_match_groups", "accumulate_classes", "pair_offsets"]
+__all__ = [
+    "box_iou_groups", "greedy_match_groups", "accumulate_classes", "pair_offsets",
+    "sort_runs_by_score",
+]  # fmt: skip
 
 _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
 
@@ -61,6 +64,26 @@ def pair_offsets(n_dt: np.ndarray, n_gt: np.ndarray) -> np.ndarray:
     off = np.zeros(len(n_dt) + 1, dtype=np.int64)
     np.cumsum(n_dt.astype(np.int64) * n_gt.astype(np.int64), out=off[1:])
     return off
+
+
+@nb.njit(**_JIT)
+def sort_runs_by_score(order, neg_scores, starts):  # pragma: no cover
+    """Stable insertion sort of ``order[starts[r]:starts[r + 1]]`` by ascending ``neg_scores``.
+
+    For short runs only (the caller checks their length): the result is the stable sort's, the
+    permutation that ``np.argsort(..., kind="stable")`` gives.
+    """
+    for r in range(starts.shape[0] - 1):
+        a = starts[r]
+        b = starts[r + 1]
+        for i in range(a + 1, b):
+            x = order[i]
+            v = neg_scores[x]
+            j = i - 1
+            while j >= a and neg_scores[order[j]] > v:
+                order[j + 1] = order[j]
+                j -= 1
+            order[j + 1] = x
 
 
 @nb.njit(**_JIT)
@@ -204,10 +227,10 @@ def _accumulate_one(
     n_r = rec_thrs.shape[0]
     nd = sel.shape[0]
     eps = np.spacing(1.0)
-    tp_all = np.empty((n_t, nd))
-    fp_all = np.empty((n_t, nd))
-    rc = np.empty(nd)
-    pr = np.empty(nd)
+    # cumulative TP / FP counts per threshold, and where each TP occurs
+    tp_all = np.empty((n_t, nd), dtype=np.int64)
+    fp_all = np.empty((n_t, nd), dtype=np.int64)
+    tp_pos = np.empty((n_t, nd), dtype=np.int64)
     ctp_t = np.zeros(n_t, dtype=np.int64)
     cfp_t = np.zeros(n_t, dtype=np.int64)
     for i in range(nd):  # one pass: a detection's flags for all thresholds are contiguous
@@ -215,30 +238,56 @@ def _accumulate_one(
         for t in range(n_t):
             if not ignored[d, a, t]:
                 if matched[d, a, t]:
+                    tp_pos[t, ctp_t[t]] = i
                     ctp_t[t] += 1
                 else:
                     cfp_t[t] += 1
             tp_all[t, i] = ctp_t[t]
             fp_all[t, i] = cfp_t[t]
+    # pycocotools computes rc = tp / npig and pr = tp / (fp + tp + eps) at every position, takes
+    # the running maximum of pr from the right and looks rc up with searchsorted. The same values
+    # at fewer positions: rc is non-decreasing, so a binary search that computes rc[i] where it
+    # probes finds the same index; after a non-TP position pr does not increase (same tp, a
+    # larger or equal denominator), so max(pr[p:]) is the maximum of pr[p] and of pr at the TPs
+    # after p. Every value is computed by the same expression on the same operands.
+    sufmax = np.empty(nd)
     for t in range(n_t):
         tp = tp_all[t]
         fp = fp_all[t]
-        for i in range(nd):
-            rc[i] = tp[i] / npig
-            pr[i] = tp[i] / (fp[i] + tp[i] + eps)
-        recall[t, k, a, m] = rc[nd - 1] if nd > 0 else 0.0
-        for i in range(nd - 1, 0, -1):
-            if pr[i] > pr[i - 1]:
-                pr[i - 1] = pr[i]
-        inds = np.searchsorted(rc, rec_thrs)  # side="left"
+        n_tp = ctp_t[t]
+        recall[t, k, a, m] = np.float64(tp[nd - 1]) / npig if nd > 0 else 0.0
+        # suffix maxima of pr over the TP positions (sufmax[j]: over TPs j, j+1, ...)
+        best = -np.inf
+        for j in range(n_tp - 1, -1, -1):
+            q = tp_pos[t, j]
+            v = np.float64(tp[q]) / (np.float64(fp[q]) + np.float64(tp[q]) + eps)
+            if v > best:
+                best = v
+            sufmax[j] = best
+        p = 0
+        j = 0  # first TP position > p
         for r in range(n_r):
-            p = inds[r]
+            thr = rec_thrs[r]
+            lo = p  # rec_thrs is increasing, so the index does not decrease
+            hi = nd
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if np.float64(tp[mid]) / npig < thr:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            p = lo
             if p >= nd:
                 for r2 in range(r, n_r):
                     precision[t, r2, k, a, m] = 0.0
                     score_at[t, r2, k, a, m] = 0.0
                 break
-            precision[t, r, k, a, m] = pr[p]
+            while j < n_tp and tp_pos[t, j] <= p:
+                j += 1
+            v = np.float64(tp[p]) / (np.float64(fp[p]) + np.float64(tp[p]) + eps)
+            if j < n_tp and sufmax[j] > v:
+                v = sufmax[j]
+            precision[t, r, k, a, m] = v
             score_at[t, r, k, a, m] = scores[sel[p]]
     # oLRP at the first threshold (official LRP-Error accumulate)
     if nd == 0:

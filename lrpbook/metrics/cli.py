@@ -28,8 +28,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from lrpbook.metrics._io import check_outputs, nan_to_none, write_atomic
-
 __all__ = ["main", "console_main"]
 
 PROG = "lrpbook-eval"
@@ -122,6 +120,8 @@ def _run_lvis(args: argparse.Namespace) -> tuple[str, dict, Any]:
     )
     out = {"stats": dict(res.stats),
            "per_class": [{k: r[k] for k in keys if k in r} for r in res.per_class]}  # fmt: skip
+    from lrpbook.metrics._io import nan_to_none
+
     return text, nan_to_none(out), res
 
 
@@ -173,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         args.progress = sys.stderr.isatty()
     runner = {"coco": _run_coco, "lvis": _run_lvis, "panoptic": _run_panoptic,
               "apply-thresholds": _run_apply}[args.command]  # fmt: skip
+    # imported here (numpy with it), so that console_main can set up the process first
+    from lrpbook.metrics._io import check_outputs, write_atomic
+
     try:
         check_outputs(_inputs(args), _outputs(args))
         with warnings.catch_warnings(record=True) as caught:
@@ -195,10 +198,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-#: Modules that the ``lrpbook-eval`` process keeps numba from importing: when it first loads a
-#: compiled kernel, numba loads SciPy's BLAS/LAPACK wrappers (about 0.2 s of CPU) for its
-#: linear-algebra support, which the evaluator's kernels never use.
-_NOT_IN_CLI = ("scipy.linalg.cython_blas", "scipy.linalg.cython_lapack")
+#: Modules that the ``lrpbook-eval`` process keeps numba from importing, none of which the
+#: evaluator's kernels use: SciPy (numba imports it at start-up only to check its version, and
+#: its BLAS/LAPACK wrappers when it first loads a compiled kernel: about 0.2 s of CPU), cffi
+#: (numba's typing of cffi functions builds a C parser: about 10 ms) and coverage.py (numba's
+#: line-coverage hook: about 40 ms; a process started under coverage has it already and keeps it).
+#: Also multiprocessing, which tqdm imports for a cross-process lock (about 20 ms; without it
+#: tqdm uses its thread lock alone) and numba only for its parallel back-ends.
+_NOT_IN_CLI = (
+    "scipy", "scipy.linalg.cython_blas", "scipy.linalg.cython_lapack", "cffi", "coverage",
+    "multiprocessing",
+)  # fmt: skip
 
 
 def console_main() -> int:
@@ -206,13 +216,21 @@ def console_main() -> int:
     process of its own, started without the imports that the evaluator does not need.
 
     Only the command-line process is changed this way (no user code runs in it); calling
-    :func:`main` from Python changes nothing.
+    :func:`main` from Python changes nothing. PyYAML, which numba imports to read a
+    ``.numba_config.yaml``, is kept out too unless the working folder has such a file. OpenBLAS
+    runs single-threaded (``OPENBLAS_NUM_THREADS=1`` unless set): the evaluator calls no BLAS
+    routine, and starting OpenBLAS' thread pool when numpy is imported costs about 0.1 s of CPU.
 
     Returns:
         int: the exit status of :func:`main`.
     """
+    import os
+
+    if "numpy" not in sys.modules:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     if "numba.np.arraymath" not in sys.modules:  # no kernel loaded yet in this process
-        for name in _NOT_IN_CLI:
+        skip = _NOT_IN_CLI + (() if os.path.isfile(".numba_config.yaml") else ("yaml",))
+        for name in skip:
             sys.modules.setdefault(name, None)  # type: ignore[assignment]
     return main()
 

@@ -27,8 +27,10 @@ from lrpbook.metrics._common import (
     _gt_counts,
     _ids,
     _isin_sorted,
+    _locate_sorted,
     _mean_present,
     _mean_valid,
+    _order_by_key_score,
     _unique_ids,
 )
 from lrpbook.metrics._io import (
@@ -267,7 +269,7 @@ def _parse_gt(gt: dict, iou_type: str, what: str) -> dict[str, Any]:
     area = _float_array(_column(anns, "area", what, "annotation"), what, "annotation", "area")
     _check_finite(area, what, "annotation", "area")
     crowd = np.asarray([bool(a.get("iscrowd", 0)) for a in anns], dtype=bool)
-    on_img = _isin_sorted(a_img, u_img)
+    a_img_idx, on_img = _locate_sorted(a_img, u_img)
     if not on_img.all():
         idx = int(np.flatnonzero(~on_img)[0])
         raise ValueError(
@@ -275,10 +277,10 @@ def _parse_gt(gt: dict, iou_type: str, what: str) -> dict[str, Any]:
             "which is not in the ground truth's images"
         )
     # pycocotools evaluates only annotations of listed categories
-    keep = _isin_sorted(a_cat, u_cat)
+    a_cat_idx, keep = _locate_sorted(a_cat, u_cat)
     out: dict[str, Any] = {
         "img_ids": u_img, "cat_ids": u_cat, "cat_names": cat_names,
-        "img": np.searchsorted(u_img, a_img), "cat": np.searchsorted(u_cat, a_cat),
+        "img": a_img_idx, "cat": a_cat_idx,
         "area": area, "crowd": crowd, "keep": keep, "ignore": crowd.copy(),
     }  # fmt: skip
     if iou_type in ("bbox", "keypoints"):
@@ -336,14 +338,14 @@ def _parse_dt(dt: list, iou_type: str, g: dict, what: str) -> dict[str, Any]:
     cat = _ids(_column(dt, "category_id", what, "detection"), what, "detection", "category_id")
     score = _float_array(_column(dt, "score", what, "detection"), what, "detection", "score")
     _check_finite(score, what, "detection", "score")
-    known_img = _isin_sorted(img, g["img_ids"])
+    img_idx, known_img = _locate_sorted(img, g["img_ids"])
     if not known_img.all():
         idx = int(np.flatnonzero(~known_img)[0])
         raise ValueError(
             f"{what}: detection at index {idx} is on image_id {int(img[idx])}, "
             "which is not in the ground truth's images"
         )
-    known_cat = _isin_sorted(cat, g["cat_ids"])
+    cat_idx, known_cat = _locate_sorted(cat, g["cat_ids"])
     if not known_cat.all():
         unknown = sorted(set(cat[~known_cat].tolist()))
         warnings.warn(
@@ -353,8 +355,8 @@ def _parse_dt(dt: list, iou_type: str, g: dict, what: str) -> dict[str, Any]:
             UserWarning,
             stacklevel=3,
         )
-    out: dict[str, Any] = {"img": np.searchsorted(g["img_ids"], img), "score": score,
-                           "cat": np.searchsorted(g["cat_ids"], cat), "keep": known_cat}  # fmt: skip
+    out: dict[str, Any] = {"img": img_idx, "score": score, "cat": cat_idx,
+                           "keep": known_cat}  # fmt: skip
     # which branch of pycocotools' loadRes: decided by the first result, as there
     first = dt[0] if n else {}
     # (a loadRes result of masks carries its box as an array: still the mask branch)
@@ -724,7 +726,7 @@ def _evaluate_parsed(g: dict, d: dict, iou_type: str, *, progress: bool, what: s
     # detections sorted by (class, image, -score), ties in input order; top maxDet per group
     di = np.flatnonzero(d["keep"])
     dkey = d["cat"][di] * n_img + d["img"][di]
-    o = np.lexsort((-d["score"][di], dkey))
+    o = _order_by_key_score(d["score"][di], d["img"][di], d["cat"][di])  # = lexsort by dkey
     di, dkey = di[o], dkey[o]
     if len(di):
         start = np.r_[0, np.flatnonzero(np.diff(dkey)) + 1]
