@@ -18,7 +18,7 @@ from lrpbook.losses import (
     rank_sort_loss,
     value_balance,
 )
-from lrpbook.losses._fast import count_le
+from lrpbook.losses._fast import DominanceSums, DominanceSweep, count_le
 from lrpbook.losses.reference import (
     alrp_loss_loop,
     ap_loss_loop,
@@ -690,3 +690,53 @@ def test_alrp_self_balance_under_ddp_equals_the_single_process_weight(tmp_path):
     ranks = [float((tmp_path / f"w.{r}").read_text()) for r in (0, 1)]
     assert single != 50.0
     assert ranks == [pytest.approx(single, rel=1e-12)] * 2
+
+
+def _brute_dominance(ry, w, r, bounds):
+    """``sum_{k < bounds[j, q], ry[k] < r[j, q]} w[m, k]`` from the full P x P mask."""
+    k = torch.arange(ry.numel())
+    mask = (k < bounds[..., None]) & (ry < r[..., None])
+    return torch.einsum("mk,jqk->mjq", w, mask.double())
+
+
+@pytest.mark.parametrize("p", [1, 2, 7, 64, 301])
+def test_dominance_sweep_and_wavelet_matrix_both_equal_the_brute_force_sums(p):
+    """The CPU sweep (Fenwick tree) and the wavelet matrix (radix 4 and 2) give the 2-d dominance
+    sums of a P x P mask, for per-set and shared rank bounds, whole or split."""
+    g = torch.Generator().manual_seed(p)
+    ry = torch.randperm(p, generator=g)
+    w = torch.randn(3, p, generator=g, dtype=torch.float64)
+    r = torch.randint(0, p + 1, (2, p), generator=g)  # R in [0, P] (P: every rank)
+    bounds = torch.randint(0, p + 1, (2, p), generator=g)
+    bounds[0, 0], bounds[1, -1] = 0, p  # the extreme bounds
+    want = _brute_dominance(ry, w, r, bounds)
+    want_shared = _brute_dominance(ry, w, r[0].expand(2, p), bounds)
+    tol = dict(rtol=1e-12, atol=1e-12)
+    for tree in (DominanceSweep(ry), DominanceSums(ry, bits=2), DominanceSums(ry, bits=1)):
+        walked = tree.walk(r, bounds)
+        torch.testing.assert_close(tree.sums(w, walked), want, **tol)
+        for part, half in enumerate(tree.split(walked, 2)):
+            torch.testing.assert_close(tree.sums(w, half)[:, 0], want[:, part], **tol)
+        torch.testing.assert_close(tree.sums(w, tree.walk(r[0], bounds)), want_shared, **tol)
+
+
+def test_rank_sort_loss_on_the_cpu_uses_the_compiled_sweep(monkeypatch):
+    """The CPU path answers the sorting terms' dominance queries with the sweep, not the wavelet matrix."""
+    import lrpbook.losses._fast as fast
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("wavelet matrix used on the CPU path")
+
+    monkeypatch.setattr(fast, "DominanceSums", refuse)
+    g = torch.Generator().manual_seed(3)
+    s = torch.randn(500, generator=g, dtype=torch.float64)
+    t = torch.zeros(500, dtype=torch.float64)
+    t[:40] = torch.rand(40, generator=g, dtype=torch.float64) * 0.9 + 0.1
+    x = s.clone().requires_grad_(True)
+    rank, sort = rank_sort_loss(x, t)
+    (rank + sort).backward()
+    r_ref, gr, s_ref, gs = rank_sort_loss_loop(s, t, 0.5)
+    torch.testing.assert_close(
+        torch.stack([rank, sort]), torch.stack([r_ref, s_ref]), rtol=1e-10, atol=1e-13
+    )
+    torch.testing.assert_close(x.grad, gr + gs, rtol=1e-10, atol=1e-13)

@@ -9,7 +9,8 @@ with breakpoints :math:`\\hat s_i \\pm \\delta` at the P positives, so every sum
 and negatives comes from locating each logit among those 2P breakpoints (a uniform grid, O(N) on the
 CPU), two histograms and prefix sums, and the N logits are never sorted. The RS sorting terms, sums
 over the positives with a larger IoU within a logit range, are 2-d dominance sums answered for all
-positives at once by a wavelet matrix: O(P log P) (:mod:`lrpbook.losses._fast`).
+positives at once in O(P log P) (:mod:`lrpbook.losses._fast`): on the CPU by a compiled
+Fenwick-tree sweep, on other devices by a wavelet matrix.
 
 On CUDA (any device but the CPU) the functions make no host-device synchronisation: the positives go
 into a buffer of capacity N instead of being counted, and value checks are asynchronous device-side
