@@ -373,7 +373,11 @@ def _sweep_kernel():
     if not _SWEEP:
         import numba
 
-        _SWEEP.append(numba.njit(cache=True, nogil=True, error_model="numpy")(_dominance_sweep))
+        try:
+            jit = numba.njit(cache=True, nogil=True, error_model="numpy")(_dominance_sweep)
+        except RuntimeError:  # no writable cache folder: compile in every process instead
+            jit = numba.njit(nogil=True, error_model="numpy")(_dominance_sweep)
+        _SWEEP.append(jit)
     return _SWEEP[0]
 
 
