@@ -740,3 +740,26 @@ def test_rank_sort_loss_on_the_cpu_uses_the_compiled_sweep(monkeypatch):
         torch.stack([rank, sort]), torch.stack([r_ref, s_ref]), rtol=1e-10, atol=1e-13
     )
     torch.testing.assert_close(x.grad, gr + gs, rtol=1e-10, atol=1e-13)
+
+
+def test_sweep_kernel_compiles_without_the_disk_cache_when_caching_is_refused(monkeypatch):
+    """Where numba finds no writable cache folder (it raises at decoration), the kernel still works."""
+    import numba
+
+    import lrpbook.losses._fast as fast
+
+    real = numba.njit
+
+    def no_cache(*args, **kwargs):
+        if kwargs.get("cache"):
+            raise RuntimeError("cannot cache function: no locator available")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(numba, "njit", no_cache)
+    monkeypatch.setattr(fast, "_SWEEP", [])
+    ry = torch.tensor([2, 0, 1])
+    w = torch.tensor([[1.0, 2.0, 4.0]], dtype=torch.float64)
+    tree = fast.DominanceSweep(ry)
+    got = tree.sums(w, tree.walk(torch.tensor([2, 3]), torch.tensor([[3, 2]])))
+    # ranks < 2 among k < 3: w1 + w2; ranks < 3 among k < 2: w0 + w1
+    assert got.tolist() == [[[6.0, 3.0]]]
