@@ -7,6 +7,7 @@ rule, and the mean of valid precision / recall entries.
 from __future__ import annotations
 
 import math
+import warnings
 from itertools import chain
 from typing import Any
 
@@ -312,3 +313,31 @@ def _numbers(values: list, what: str, kind: str, key: str, width: int | None = N
     arr = _float_array(values, what, kind, key, width)
     _check_finite(arr, what, kind, key)
     return arr
+
+
+def check_box_sizes(box: np.ndarray, what: str, *, dataset: str, zero_note: str,
+                    stacklevel: int) -> np.ndarray:
+    """Refuse negative detection box sizes; warn once, with a count, about zero sizes.
+
+    A negative width or height is not a box in the ``[x, y, width, height]`` format, so it is an
+    error that names the first such detection. A zero width or height is a degenerate box that
+    detectors emit after clamping: the caller decides what to do with it (``zero_note`` says what,
+    in the warning). Returns the boolean mask of zero-size boxes.
+    """
+    neg = (box[:, 2] < 0) | (box[:, 3] < 0)
+    if neg.any():
+        idx = int(np.flatnonzero(neg)[0])
+        raise ValueError(
+            f"{what}: detection at index {idx} has a negative width or height: bbox "
+            f"{box[idx].tolist()} ({dataset} boxes are [x, y, width, height])"
+        )
+    zero = (box[:, 2] == 0) | (box[:, 3] == 0)
+    if zero.any():
+        idx = int(np.flatnonzero(zero)[0])
+        warnings.warn(
+            f"{what}: {int(zero.sum())} detection(s) have zero width or height (first at index "
+            f"{idx}: bbox {box[idx].tolist()}); {zero_note}",
+            UserWarning,
+            stacklevel=stacklevel + 1,
+        )
+    return zero

@@ -32,6 +32,7 @@ from lrpbook.metrics._common import (
     _mean_valid,
     _order_by_key_score,
     _unique_ids,
+    check_box_sizes,
 )
 from lrpbook.metrics._io import (
     check_not_swapped,
@@ -411,23 +412,8 @@ def _parse_dt(dt: list, iou_type: str, g: dict, what: str) -> dict[str, Any]:
 
 def _check_box_sizes(box: np.ndarray, what: str) -> None:
     """Negative width or height: an error. Zero: a warning (scored as false positives)."""
-    neg = (box[:, 2] < 0) | (box[:, 3] < 0)
-    if neg.any():
-        idx = int(np.flatnonzero(neg)[0])
-        raise ValueError(
-            f"{what}: detection at index {idx} has a negative width or height: bbox "
-            f"{box[idx].tolist()} (COCO boxes are [x, y, width, height])"
-        )
-    zero = (box[:, 2] == 0) | (box[:, 3] == 0)
-    if zero.any():
-        idx = int(np.flatnonzero(zero)[0])
-        warnings.warn(
-            f"{what}: {int(zero.sum())} detection(s) have zero width or height (first at index "
-            f"{idx}: bbox {box[idx].tolist()}); they match nothing and count as false positives, "
-            "as in pycocotools",
-            UserWarning,
-            stacklevel=4,
-        )
+    check_box_sizes(box, what, dataset="COCO", stacklevel=4,
+                    zero_note="they match nothing and count as false positives, as in pycocotools")
 
 
 # --------------------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from lrpbook.metrics._common import (
     _mean_valid,
     _numbers,
     _unique_ids,
+    check_box_sizes,
 )
 from lrpbook.metrics._io import (
     Stats,
@@ -258,23 +259,8 @@ def _parse_dt(dt: Any, g: dict, max_dets: int, what: str) -> dict[str, Any]:
             f"{what}: detection at index {i} is on image_id {int(img[i])}, which is not in the "
             "ground truth's images"
         )
-    neg = (box[:, 2] < 0) | (box[:, 3] < 0)
-    if neg.any():
-        i = int(np.flatnonzero(neg)[0])
-        raise ValueError(
-            f"{what}: detection at index {i} has a negative width or height: bbox "
-            f"{box[i].tolist()} (LVIS boxes are [x, y, width, height])"
-        )
-    zero = (box[:, 2] == 0) | (box[:, 3] == 0)
-    if zero.any():
-        i = int(np.flatnonzero(zero)[0])
-        warnings.warn(
-            f"{what}: {int(zero.sum())} detection(s) have zero width or height (first at index "
-            f"{i}: bbox {box[i].tolist()}); the LVIS API drops zero-area detections, and so do "
-            "we",
-            UserWarning,
-            stacklevel=4,
-        )
+    zero = check_box_sizes(box, what, dataset="LVIS", stacklevel=3,
+                           zero_note="the LVIS API drops zero-area detections, and so do we")
     img_idx = np.searchsorted(g["img_ids"], img)
     n = len(dt)
     keep = np.ones(n, dtype=bool)
