@@ -37,35 +37,29 @@ __all__ = [
     "dice_loss",
 ]
 
+# The anchors, assigner and NMS of RS-ATSS, shared by aLRP-ATSS (Table 8.4).
+_RS_ATSS_ANCHORS: dict[str, Any] = dict(
+    assigner="atss",
+    centerness=False,
+    anchor_scale=4.0,
+    scales_per_octave=3,
+    aspect_ratios=(1.0,),
+    nms_thresh=0.6,
+)
+
 #: Default options of each detector (any of them can be overridden through ``build(**options)``).
 #: They are the thesis' configurations; chapter 08 tabulates them beside their sources.
 MODELS: dict[str, dict[str, Any]] = {
     # RS-ATSS: the anchor configuration of aLRP Loss for ranking-based losses (thesis Sec.
     # 8.5.1.2, App L.2): one aspect ratio (1.0), octave base scale 4, 3 scales per octave, i.e.
     # 3 anchors per location; ATSS top-k 9 per level; NMS IoU 0.6 (official configuration)
-    "rs_atss": dict(
-        loss="rs",
-        assigner="atss",
-        centerness=False,
-        anchor_scale=4.0,
-        scales_per_octave=3,
-        aspect_ratios=(1.0,),
-        nms_thresh=0.6,
-    ),
+    "rs_atss": dict(loss="rs", **_RS_ATSS_ANCHORS),
     # ATSS with Focal Loss: one anchor per location (octave base scale 8), centerness head
     "focal_atss": dict(
         loss="focal", assigner="atss", centerness=True, anchor_scale=8.0, nms_thresh=0.6
     ),
     # aLRP Loss on ATSS as in Table 8.4 (1x, 1333 x 800): the same anchors as RS-ATSS
-    "alrp_atss": dict(
-        loss="alrp",
-        assigner="atss",
-        centerness=False,
-        anchor_scale=4.0,
-        scales_per_octave=3,
-        aspect_ratios=(1.0,),
-        nms_thresh=0.6,
-    ),
+    "alrp_atss": dict(loss="alrp", **_RS_ATSS_ANCHORS),
     # aLRPLoss500 of Table 7.1: RetinaNet, max-IoU assigner (0.5 / 0.4), 3 ratios x 2 scales
     # (App L.2), NMS IoU 0.5 on the 1000 top-scoring detections (thesis Sec. 7.4)
     "alrp_retinanet": dict(
