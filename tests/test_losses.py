@@ -61,6 +61,18 @@ def _dtype(case):
     return torch.float32 if case["float32"] else torch.float64
 
 
+def _assert_rs_equals_loop(s, t, delta):
+    """RS Loss (values and gradient) equals the loop of the thesis algorithm to rounding."""
+    logits = s.clone().requires_grad_(True)
+    rank, sort = rank_sort_loss(logits, t, delta)
+    (rank + sort).backward()
+    r_ref, gr, s_ref, gs = rank_sort_loss_loop(s, t, delta)
+    tol = dict(rtol=1e-10, atol=1e-13)
+    torch.testing.assert_close(torch.stack([rank, sort]), torch.stack([r_ref, s_ref]), **tol)
+    torch.testing.assert_close(logits.grad, gr + gs, **tol)
+    return logits, tol
+
+
 def test_reference_cases_rs(loss_cases):
     n = 0
     for case, z in loss_cases:
@@ -342,13 +354,7 @@ def test_fast_equals_loop_with_tied_logits_on_the_breakpoints(delta):
     idx = torch.randperm(n, generator=g)
     t[idx[:p]] = torch.randint(1, 5, (p,), generator=g).to(torch.float64) / 4
     t[idx[p : p + 10]] = -1
-    logits = s.clone().requires_grad_(True)
-    rank, sort = rank_sort_loss(logits, t, delta)
-    (rank + sort).backward()
-    r_ref, gr, s_ref, gs = rank_sort_loss_loop(s, t, delta)
-    tol = dict(rtol=1e-10, atol=1e-13)
-    torch.testing.assert_close(torch.stack([rank, sort]), torch.stack([r_ref, s_ref]), **tol)
-    torch.testing.assert_close(logits.grad, gr + gs, **tol)
+    logits, tol = _assert_rs_equals_loop(s, t, delta)
     binary = torch.where(t > 0, torch.ones_like(t), t)
     logits.grad = None
     ap_loss(logits, binary, delta).backward()
@@ -404,13 +410,7 @@ def test_rs_sorting_terms_equal_the_loop_for_many_sizes(p, delta):
     idx = torch.randperm(n, generator=g)[:p]
     t[idx] = (torch.rand(p, generator=g, dtype=torch.float64) * 8).ceil() / 8  # tied IoUs
     s[idx[: p // 3]] = 0.25  # tied logits
-    logits = s.clone().requires_grad_(True)
-    rank, sort = rank_sort_loss(logits, t, delta)
-    (rank + sort).backward()
-    r_ref, gr, s_ref, gs = rank_sort_loss_loop(s, t, delta)
-    tol = dict(rtol=1e-10, atol=1e-13)
-    torch.testing.assert_close(torch.stack([rank, sort]), torch.stack([r_ref, s_ref]), **tol)
-    torch.testing.assert_close(logits.grad, gr + gs, **tol)
+    _assert_rs_equals_loop(s, t, delta)
 
 
 def _forbid_syncs(monkeypatch):

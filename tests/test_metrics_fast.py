@@ -180,7 +180,8 @@ def test_locate_sorted_is_searchsorted_and_isin(ids):
     assert np.array_equal(found, _isin_sorted(values, u))
 
 
-def test_cli_process_imports_neither_asyncio_nor_coverage_nor_multiprocessing(tmp_path):
+def _one_box_files(tmp_path):
+    """A ground truth with one box and one detection of it, as JSON files."""
     gt = {"images": [{"id": 1}], "categories": [{"id": 1}],
           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 9, 9],
                            "area": 81}]}  # fmt: skip
@@ -188,6 +189,11 @@ def test_cli_process_imports_neither_asyncio_nor_coverage_nor_multiprocessing(tm
     g.write_text(json.dumps(gt))
     d.write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 9, 8],
                               "score": 0.5}]))  # fmt: skip
+    return g, d
+
+
+def test_cli_process_imports_neither_asyncio_nor_coverage_nor_multiprocessing(tmp_path):
+    g, d = _one_box_files(tmp_path)
     out = _fresh(
         "import sys\nfrom lrpbook.metrics.cli import console_main\n"
         "pre = {m for m in ('asyncio', 'coverage', 'multiprocessing') if m in sys.modules}\n"
@@ -216,13 +222,7 @@ def test_order_by_key_score_short_and_long_runs(run):
 
 @pytest.mark.parametrize("preset", [None, "2"])
 def test_cli_process_starts_openblas_single_threaded_unless_told(tmp_path, preset):
-    gt = {"images": [{"id": 1}], "categories": [{"id": 1}],
-          "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 9, 9],
-                           "area": 81}]}  # fmt: skip
-    g, d = tmp_path / "g.json", tmp_path / "d.json"
-    g.write_text(json.dumps(gt))
-    d.write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 9, 8],
-                              "score": 0.5}]))  # fmt: skip
+    g, d = _one_box_files(tmp_path)
     setup = "" if preset is None else f"import os; os.environ['OPENBLAS_NUM_THREADS'] = {preset!r}\n"
     out = _fresh(
         setup + "import os, sys\nfrom lrpbook.metrics.cli import console_main\n"
